@@ -1,0 +1,44 @@
+"""discogs-toolkit: pull a Discogs collection politely and fast, cache it, load it, explore it."""
+
+from __future__ import annotations
+
+from toolkit.config import Settings
+from toolkit.errors import (
+    BatchError,
+    ConfigError,
+    DatabaseError,
+    DatabaseLockedError,
+    DiscogsAuthError,
+    DiscogsError,
+    DiscogsNotFoundError,
+    DiscogsRateLimitError,
+    DiscogsResponseError,
+    DiscogsUnavailableError,
+    PullError,
+    QueryError,
+    TaskTimeoutError,
+    ToolkitError,
+    TransactionError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchError",
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "DiscogsAuthError",
+    "DiscogsError",
+    "DiscogsNotFoundError",
+    "DiscogsRateLimitError",
+    "DiscogsResponseError",
+    "DiscogsUnavailableError",
+    "PullError",
+    "QueryError",
+    "Settings",
+    "TaskTimeoutError",
+    "ToolkitError",
+    "TransactionError",
+    "__version__",
+]
