@@ -1,0 +1,384 @@
+"""Client-side rate limiters: a continuous token bucket and a strict sliding-window limiter.
+
+Both are thread-safe, take ``clock=``/``sleep=`` for tests, and wait without holding their lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from toolkit.config import Settings
+
+__all__ = ["Limiter", "RateLimiter", "SlidingWindowLimiter", "Slot"]
+
+#: Float slack when comparing token counts (0.24 s x 15000/3600 tokens/s is 0.9999999999999999).
+_EPS = 1e-9
+#: Shortest wait: guarantees a fake clock advanced by ``sleep`` always makes progress.
+_MIN_WAIT = 1e-6
+
+
+class Limiter(Protocol):
+    """What callers need from either limiter."""
+
+    def allow(self, tokens: int = 1) -> bool: ...
+
+    def wait_until_allowed(self, tokens: int = 1, timeout: float | None = None) -> bool: ...
+
+    def get_tokens(self) -> float: ...
+
+
+class _WaitingLimiter:
+    """Shared lock, clock and wait loop; subclasses say whether a request fits and how long to wait.
+
+    With the default ``sleep=time.sleep`` waiting is a ``Condition.wait`` with the computed timeout,
+    so ``notify_all`` (e.g. from ``set_limit``) wakes waiters early. With an injected ``sleep`` the
+    loop releases the lock, calls ``sleep(wait)`` and retries; that is what fake-clock tests use.
+    """
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._cond = threading.Condition(threading.Lock())
+        self._use_condition = sleep is time.sleep
+
+    def _validate_locked(self, tokens: float) -> None:
+        raise NotImplementedError
+
+    def _try_locked(self, tokens: float, now: float) -> float:
+        """Consume ``tokens`` and return 0.0, or return the positive seconds to wait before retrying."""
+        raise NotImplementedError
+
+    def _wait_loop(self, tokens: float, timeout: float | None) -> float | None:
+        """Block until ``tokens`` are acquired; the clock time of acquisition, or None on timeout."""
+        deadline: float | None = None
+        while True:
+            with self._cond:
+                self._validate_locked(tokens)
+                now = self._clock()
+                if deadline is None and timeout is not None:
+                    deadline = now + timeout
+                wait = self._try_locked(tokens, now)
+                if wait == 0.0:
+                    return now
+                if deadline is not None:
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        return None
+                    wait = min(wait, remaining)
+                wait = max(wait, _MIN_WAIT)
+                if self._use_condition:
+                    self._cond.wait(wait)
+                    continue
+            self._sleep(wait)
+
+
+class RateLimiter(_WaitingLimiter):
+    """Token bucket: at most ``capacity`` tokens, refilled continuously at ``capacity/refill_period``/s.
+
+    ``RateLimiter(15000, 3600)`` is 15,000 requests an hour, one every 0.24 s once the bucket (which
+    starts full) is empty. Note that a bucket lets a full burst through and then the refill, so in
+    the first ``refill_period`` up to about twice ``capacity`` pass; use
+    :class:`SlidingWindowLimiter` for a server that counts requests in a moving window.
+    """
+
+    def __init__(
+        self,
+        capacity: float,
+        refill_period: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not capacity > 0:
+            raise ValueError(f"capacity must be positive, got {capacity!r}")
+        if not refill_period > 0:
+            raise ValueError(f"refill_period must be positive seconds, got {refill_period!r}")
+        super().__init__(clock, sleep)
+        self._capacity = float(capacity)
+        self._refill_period = float(refill_period)
+        self._rate = self._capacity / self._refill_period
+        self._tokens = self._capacity
+        self._last = clock()
+
+    @classmethod
+    def per_minute(
+        cls,
+        n: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RateLimiter:
+        """A bucket of ``n`` tokens refilled over 60 s."""
+        return cls(n, 60.0, clock=clock, sleep=sleep)
+
+    @classmethod
+    def per_hour(
+        cls,
+        n: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RateLimiter:
+        """A bucket of ``n`` tokens refilled over 3600 s."""
+        return cls(n, 3600.0, clock=clock, sleep=sleep)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        """Built from ``Settings.rate_limit_capacity`` and ``rate_limit_refill_period``."""
+        return cls(settings.rate_limit_capacity, settings.rate_limit_refill_period)
+
+    @property
+    def capacity(self) -> float:
+        """Most tokens the bucket holds."""
+        return self._capacity
+
+    @property
+    def refill_period(self) -> float:
+        """Seconds to refill an empty bucket."""
+        return self._refill_period
+
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+        return self._rate
+
+    def _refill_locked(self, now: float) -> None:
+        elapsed = now - self._last
+        if elapsed > 0:  # a clock that steps back is ignored
+            self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
+            self._last = now
+
+    def _validate_locked(self, tokens: float) -> None:
+        if not tokens > 0:
+            raise ValueError(f"tokens must be positive, got {tokens!r}")
+        if tokens > self._capacity:
+            raise ValueError(f"{tokens} tokens can never fit a bucket of {self._capacity:g}")
+
+    def _try_locked(self, tokens: float, now: float) -> float:
+        self._refill_locked(now)
+        if self._tokens + _EPS >= tokens:
+            self._tokens = max(0.0, self._tokens - tokens)
+            return 0.0
+        return (tokens - self._tokens) / self._rate
+
+    def allow(self, tokens: float = 1) -> bool:
+        """Consume ``tokens`` and return True if the bucket holds them now, else False (nothing taken)."""
+        if not tokens > 0:
+            raise ValueError(f"tokens must be positive, got {tokens!r}")
+        with self._cond:
+            if tokens > self._capacity:
+                return False
+            return self._try_locked(tokens, self._clock()) == 0.0
+
+    def wait_until_allowed(self, tokens: float = 1, timeout: float | None = None) -> bool:
+        """Block (outside the lock) until ``tokens`` are consumed: True, or False once ``timeout`` passes.
+
+        ``tokens > capacity`` raises ValueError instead of waiting forever.
+        """
+        return self._wait_loop(tokens, timeout) is not None
+
+    def wait_time(self, tokens: float = 1) -> float:
+        """Seconds until ``tokens`` would be available (0 if now); nothing is consumed."""
+        with self._cond:
+            self._validate_locked(tokens)
+            self._refill_locked(self._clock())
+            if self._tokens + _EPS >= tokens:
+                return 0.0
+            return (tokens - self._tokens) / self._rate
+
+    def get_tokens(self) -> float:
+        """Tokens in the bucket now (after refill)."""
+        with self._cond:
+            self._refill_locked(self._clock())
+            return self._tokens
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(capacity={self._capacity:g}, refill_period={self._refill_period:g})"
+
+
+class Slot:
+    """One acquisition of a :class:`SlidingWindowLimiter`; ``complete()`` re-dates it to now."""
+
+    __slots__ = ("_done", "_limiter", "_stamp")
+
+    def __init__(self, limiter: SlidingWindowLimiter, stamp: float) -> None:
+        self._limiter = limiter
+        self._stamp = stamp
+        self._done = False
+
+    @property
+    def stamp(self) -> float:
+        """Clock time the slot is currently dated at."""
+        return self._stamp
+
+    @property
+    def completed(self) -> bool:
+        """True once ``complete()`` has re-dated the slot."""
+        return self._done
+
+    def complete(self) -> None:
+        """Re-date the slot to the current clock time (when the response came back); idempotent.
+
+        The server dates a request on arrival, so counting it from send time can let a request
+        through that a strict server still counts in its window.
+        """
+        self._limiter._redate(self)
+
+    def __repr__(self) -> str:
+        return f"Slot(stamp={self._stamp!r}, completed={self._done})"
+
+
+class SlidingWindowLimiter(_WaitingLimiter):
+    """At most ``limit`` acquisitions in ANY interval of ``window`` seconds (a moving window).
+
+    An acquisition at time ``t`` counts while ``now - t < window``. This is what Discogs enforces
+    (60/min with a token), so its client uses this rather than a token bucket.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        _check_limit(limit)
+        if not window > 0:
+            raise ValueError(f"window must be positive seconds, got {window!r}")
+        super().__init__(clock, sleep)
+        self._limit = int(limit)
+        self._window = float(window)
+        self._stamps: deque[float] = deque()  # ascending acquisition times
+
+    @property
+    def limit(self) -> int:
+        """Acquisitions allowed per window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self._window
+
+    def _prune_locked(self, now: float) -> None:
+        cutoff = now - self._window
+        stamps = self._stamps
+        while stamps and stamps[0] <= cutoff:
+            stamps.popleft()
+
+    def _validate_locked(self, tokens: float) -> None:
+        if not tokens >= 1 or tokens != int(tokens):
+            raise ValueError(f"tokens must be a positive integer, got {tokens!r}")
+        if tokens > self._limit:
+            raise ValueError(f"{tokens} acquisitions can never fit a window of {self._limit}")
+
+    def _try_locked(self, tokens: float, now: float) -> float:
+        self._prune_locked(now)
+        stamps = self._stamps
+        n = int(tokens)
+        over = len(stamps) + n - self._limit
+        if over <= 0:
+            self._append_locked(now, n)
+            return 0.0
+        # The ``over`` oldest stamps must leave the window first.
+        return stamps[over - 1] + self._window - now
+
+    def _append_locked(self, stamp: float, count: int = 1) -> None:
+        stamps = self._stamps
+        for _ in range(count):
+            if not stamps or stamps[-1] <= stamp:
+                stamps.append(stamp)
+            else:  # a clock that stepped back: keep the record ordered anyway
+                bisect.insort(stamps, stamp)
+
+    def allow(self, tokens: int = 1) -> bool:
+        """Record ``tokens`` acquisitions and return True if they fit the window now, else False."""
+        if not tokens >= 1 or tokens != int(tokens):
+            raise ValueError(f"tokens must be a positive integer, got {tokens!r}")
+        with self._cond:
+            if tokens > self._limit:
+                return False
+            return self._try_locked(tokens, self._clock()) == 0.0
+
+    def wait_until_allowed(self, tokens: int = 1, timeout: float | None = None) -> bool:
+        """Block (outside the lock) until ``tokens`` fit: True, or False once ``timeout`` passes.
+
+        ``tokens > limit`` raises ValueError instead of waiting forever.
+        """
+        return self._wait_loop(tokens, timeout) is not None
+
+    def acquire_slot(self, timeout: float | None = None) -> Slot | None:
+        """Like ``wait_until_allowed(1, timeout)`` but returns a :class:`Slot` (None on timeout)."""
+        stamp = self._wait_loop(1, timeout)
+        return None if stamp is None else Slot(self, stamp)
+
+    def _redate(self, slot: Slot) -> None:
+        with self._cond:
+            if slot._done:
+                return
+            slot._done = True
+            # If the stamp already left the window the response still counts from now.
+            with contextlib.suppress(ValueError):
+                self._stamps.remove(slot._stamp)
+            now = self._clock()
+            self._append_locked(now)
+            slot._stamp = now
+
+    def set_limit(self, limit: int) -> None:
+        """Adopt a new limit (e.g. the server's ``X-Discogs-Ratelimit``); raising it wakes waiters."""
+        _check_limit(limit)
+        with self._cond:
+            self._limit = int(limit)
+            self._cond.notify_all()
+
+    def observe_remaining(self, remaining: int) -> None:
+        """Trust the server saying only ``remaining`` requests are left in its window.
+
+        When the local count leaves more than that, phantom acquisitions dated now are added so the
+        local remaining equals ``remaining``; nothing is ever removed. ``observe_remaining(0)`` means
+        "the window is full as of now" (e.g. after a 429).
+        """
+        remaining = max(0, int(remaining))
+        with self._cond:
+            now = self._clock()
+            self._prune_locked(now)
+            excess = self._limit - len(self._stamps) - remaining
+            if excess > 0:
+                self._append_locked(now, excess)
+
+    def wait_time(self) -> float:
+        """Seconds until one acquisition would be allowed (0 if now)."""
+        with self._cond:
+            now = self._clock()
+            self._prune_locked(now)
+            over = len(self._stamps) + 1 - self._limit
+            if over <= 0:
+                return 0.0
+            return max(0.0, self._stamps[over - 1] + self._window - now)
+
+    def in_window(self) -> int:
+        """Acquisitions counted in the current window."""
+        with self._cond:
+            self._prune_locked(self._clock())
+            return len(self._stamps)
+
+    def get_tokens(self) -> float:
+        """``limit`` minus the acquisitions in the current window (never below 0)."""
+        with self._cond:
+            self._prune_locked(self._clock())
+            return float(max(0, self._limit - len(self._stamps)))
+
+    def __repr__(self) -> str:
+        return f"SlidingWindowLimiter(limit={self._limit}, window={self._window:g})"
+
+
+def _check_limit(limit: int) -> None:
+    if not limit >= 1 or limit != int(limit):
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
