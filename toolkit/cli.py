@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit import __version__
-from toolkit.errors import ToolkitError
+from toolkit.config import Settings
+from toolkit.errors import DatabaseError, PullError, ToolkitError
+
+if TYPE_CHECKING:
+    from toolkit.db import Database
 
 __all__ = ["build_parser", "main"]
 
@@ -22,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each sub-command is added by one small function below: _add_<name>(commands).
+    _add_pull(commands)
+    _add_stats(commands)
+    _add_query(commands)
+    _add_cache(commands)
     del commands
     return parser
 
@@ -44,3 +55,206 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("discogs-toolkit: interrupted", file=sys.stderr)
         return 130
+
+
+# -- pull, stats, query, cache ------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="collection database (default: data/collection.duckdb; a .sqlite path selects sqlite)",
+    )
+
+
+def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``pull``: fetch a collection (and release details) into the database."""
+    parser = commands.add_parser(
+        "pull",
+        help="pull a Discogs collection into the database",
+        description=(
+            "Pull a collection into the database. The server comes from DISCOGS_API_URL and the "
+            "token from DISCOGS_TOKEN; with neither set, a built-in simulator serves user 'demo'."
+        ),
+    )
+    parser.add_argument(
+        "--username", "-u", help="whose collection (default with the simulator: demo)"
+    )
+    _add_db_option(parser)
+    parser.add_argument(
+        "--folder", type=int, default=0, help="collection folder id (default 0 = All)"
+    )
+    parser.add_argument(
+        "--no-details", dest="details", action="store_false", help="list items only, no /releases"
+    )
+    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
+    parser.add_argument(
+        "--simulator-rate-limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="built-in simulator only: requests per minute it allows (default 60)",
+    )
+    parser.add_argument(
+        "--simulator-latency",
+        type=_non_negative_float,
+        default=None,
+        metavar="S",
+        help="built-in simulator only: seconds each answer takes (default 0.05)",
+    )
+    parser.set_defaults(handler=_run_pull)
+
+
+def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``stats``: a summary of what the database holds."""
+    parser = commands.add_parser(
+        "stats", help="summarise the collection database", description="Summarise the database."
+    )
+    _add_db_option(parser)
+    parser.set_defaults(handler=_run_stats)
+
+
+def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``query``: run one SQL statement and print the result."""
+    parser = commands.add_parser(
+        "query", help="run SQL against the database", description="Run SQL against the database."
+    )
+    parser.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM collection"')
+    _add_db_option(parser)
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.set_defaults(handler=_run_query)
+
+
+def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cache stats|clear``: inspect or delete the HTTP cache file under the data dir."""
+    parser = commands.add_parser(
+        "cache",
+        help="show or clear the HTTP cache",
+        description="Show or clear the HTTP cache file (data/http_cache.sqlite).",
+    )
+    parser.add_argument("action", choices=("stats", "clear"))
+    parser.set_defaults(handler=_run_cache)
+
+
+def _database_path(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.db).expanduser() if args.db else settings.database_path
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from toolkit.discogs.client import DiscogsClient
+    from toolkit.pull import pull_collection
+
+    settings = Settings.from_env()
+    db_path = _database_path(args, settings)
+    with ExitStack() as stack:
+        if not settings.discogs_api_url_configured and not settings.has_token:
+            from toolkit.discogs.simulator import DiscogsSimulator
+
+            username = args.username or "demo"
+            simulator = stack.enter_context(
+                DiscogsSimulator(
+                    rate_limit=args.simulator_rate_limit or 60,
+                    latency=0.05 if args.simulator_latency is None else args.simulator_latency,
+                )
+            )
+            print(
+                f"No DISCOGS_TOKEN or DISCOGS_API_URL set: pulling user {username!r} from the "
+                f"built-in simulator at {simulator.url}.",
+                flush=True,
+            )
+            client = DiscogsClient(base_url=simulator.url, settings=settings)
+        else:
+            if not args.username:
+                print(
+                    "discogs-toolkit pull: error: --username is required with a real server",
+                    file=sys.stderr,
+                )
+                return 2
+            username = args.username
+            client = DiscogsClient.from_settings(settings)
+        stack.enter_context(client)
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PullError(f"cannot create {db_path.parent}: {exc.strerror}") from None
+        report = pull_collection(
+            username,
+            db_path,
+            client=client,
+            folder_id=args.folder,
+            details=args.details,
+            concurrency=args.concurrency,
+            progress=args.progress,
+        )
+    print(report.as_table())
+    print(f"database: {db_path}")
+    return 0
+
+
+def _open_existing(args: argparse.Namespace) -> tuple[Database, Path]:
+    from toolkit.db import Database
+
+    path = _database_path(args, Settings.from_env())
+    if not path.exists():
+        raise DatabaseError(f"no database at {path}; run `discogs-toolkit pull` first")
+    return Database.connect(path), path
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from toolkit.explore import collection_summary
+
+    db, path = _open_existing(args)
+    with closing(db):
+        summary = collection_summary(db)
+    print(f"database: {path}")
+    print(summary.as_text())
+    return 0
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    db, _ = _open_existing(args)
+    with closing(db):
+        frame = db.df(args.sql)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+    else:
+        print(frame.to_string(index=False) if len(frame.columns) else "(no result)")
+    return 0
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from toolkit.explore import clear_http_cache, http_cache_stats
+
+    path = Settings.from_env().http_cache_path
+    if args.action == "clear":
+        removed = clear_http_cache(path)
+        print(f"removed {path} ({removed} bytes)" if removed else f"no cache at {path}")
+        return 0
+    stats = http_cache_stats(path)
+    for key, value in stats.items():
+        print(f"{key:<10} {value}")
+    return 0
