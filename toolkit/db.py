@@ -1,0 +1,440 @@
+"""One connection to DuckDB or sqlite behind a single API, with errors mapped to the toolkit's.
+
+Every engine error is translated here, once, into :class:`~toolkit.errors.DatabaseError` subclasses.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+
+import duckdb
+import pandas as pd
+
+from toolkit.errors import DatabaseError, DatabaseLockedError, QueryError, TransactionError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["Buildable", "Database", "Engine", "SqlLike", "engine_for"]
+
+Engine = Literal["duckdb", "sqlite"]
+
+_SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
+_DUCKDB_SUFFIXES = frozenset({".duckdb", ".ddb"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SQL_PREVIEW = 160
+
+
+class Buildable(Protocol):
+    """Anything with ``build() -> (sql, params)``, such as :class:`toolkit.query.QueryBuilder`."""
+
+    def build(self) -> tuple[str, Sequence[Any]]: ...
+
+
+#: What ``execute``/``fetchall``/``df`` accept: SQL text, a BuiltQuery (a tuple) or a builder.
+SqlLike = str | tuple[str, Sequence[Any]] | Buildable
+
+
+def engine_for(target: str | PathLike[str], engine: Engine | None = None) -> Engine:
+    """The engine a target opens with: explicit ``engine``, else by suffix (DuckDB by default)."""
+    if engine is not None:
+        if engine not in ("duckdb", "sqlite"):
+            raise DatabaseError(f"unknown engine {engine!r}; expected 'duckdb' or 'sqlite'")
+        return engine
+    suffix = Path(target).suffix.lower() if str(target) != ":memory:" else ""
+    return "sqlite" if suffix in _SQLITE_SUFFIXES else "duckdb"
+
+
+def _preview(sql: str) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= _SQL_PREVIEW else flat[: _SQL_PREVIEW - 1] + "…"
+
+
+def _is_locked_message(message: str) -> bool:
+    lowered = message.lower()
+    return "database is locked" in lowered or "could not set lock" in lowered or "busy" in lowered
+
+
+def _map_error(exc: Exception, engine: Engine, sql: str | None = None) -> DatabaseError:
+    """Translate one engine exception into the toolkit hierarchy, keeping the engine's message."""
+    message = str(exc).strip() or type(exc).__name__
+    if sql is not None:
+        message = f"{message} (while running: {_preview(sql)})"
+    if engine == "sqlite":
+        if isinstance(exc, sqlite3.OperationalError) and _is_locked_message(str(exc)):
+            return DatabaseLockedError(message)
+        if type(exc) in (sqlite3.DatabaseError, sqlite3.Error):
+            # "file is not a database", "database disk image is malformed": not the query's fault.
+            return DatabaseError(message)
+        return QueryError(message)
+    if isinstance(exc, duckdb.IOException):
+        if _is_locked_message(str(exc)):
+            return DatabaseLockedError(message)
+        return DatabaseError(message)
+    if isinstance(exc, duckdb.TransactionException):
+        return TransactionError(message)
+    if isinstance(exc, duckdb.FatalException | duckdb.InternalException):
+        return DatabaseError(message)
+    return QueryError(message)
+
+
+_ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, duckdb.Error)
+
+
+class Database:
+    """A DuckDB or sqlite connection with one API; safe to share between threads.
+
+    A re-entrant lock serialises every call, and a transaction holds it until it ends, so
+    statements from another thread never land inside someone else's transaction.
+    """
+
+    def __init__(
+        self, connection: Any, engine: Engine, path: Path | None, *, read_only: bool = False
+    ) -> None:
+        """Wrap an open connection; prefer :meth:`connect`."""
+        self._conn = connection
+        self.read_only = read_only
+        self.engine: Engine = engine
+        self.path: Path | None = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._rollback_only = False
+        self._closed = False
+        # IMMEDIATE takes sqlite's write lock up front, so a busy file fails at BEGIN, not mid-way.
+        self._begin_sql = (
+            "BEGIN IMMEDIATE" if engine == "sqlite" and not read_only else "BEGIN TRANSACTION"
+        )
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def connect(
+        cls,
+        target: str | PathLike[str] = ":memory:",
+        *,
+        engine: Engine | None = None,
+        timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> Database:
+        """Open ``target``: ``*.duckdb`` (and ``:memory:``) with DuckDB, ``*.sqlite``/``*.db`` with sqlite.
+
+        ``engine`` overrides the suffix. Parent directories of a file are created. A file locked by
+        another process raises :class:`DatabaseLockedError` (sqlite waits ``timeout`` seconds first);
+        a file that is not a database raises :class:`DatabaseError`.
+        """
+        chosen = engine_for(target, engine)
+        memory = str(target) == ":memory:"
+        path = None if memory else Path(target).expanduser()
+        if path is not None and not read_only:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create directory {path.parent}: {exc}") from exc
+        if chosen == "duckdb":
+            try:
+                conn: Any = duckdb.connect(
+                    ":memory:" if path is None else str(path), read_only=read_only
+                )
+            except duckdb.Error as exc:
+                raise cls._open_error(exc, chosen, path) from exc
+            return cls(conn, chosen, path, read_only=read_only)
+        try:
+            if path is None:
+                conn = sqlite3.connect(
+                    ":memory:", isolation_level=None, check_same_thread=False, timeout=timeout
+                )
+            elif read_only:
+                conn = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=timeout,
+                )
+            else:
+                conn = sqlite3.connect(
+                    str(path), isolation_level=None, check_same_thread=False, timeout=timeout
+                )
+            # sqlite opens lazily: touch the file now so a non-database fails here, clearly.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            if path is not None and not read_only:
+                conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+        except sqlite3.Error as exc:
+            raise cls._open_error(exc, chosen, path) from exc
+        return cls(conn, chosen, path, read_only=read_only)
+
+    @staticmethod
+    def _open_error(exc: Exception, engine: Engine, path: Path | None) -> DatabaseError:
+        mapped = _map_error(exc, engine)
+        where = str(path) if path is not None else ":memory:"
+        if isinstance(mapped, DatabaseLockedError):
+            return DatabaseLockedError(
+                f"{where} is locked by another process (close it there, or wait): {exc}"
+            )
+        return DatabaseError(f"cannot open {where} as a {engine} database: {exc}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent); an open transaction is rolled back."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.close()
+            except _ENGINE_ERRORS as exc:
+                raise _map_error(exc, self.engine) from exc
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path is not None else ":memory:"
+        state = "closed" if self._closed else "open"
+        return f"Database(engine={self.engine!r}, path={where!r}, {state})"
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The re-entrant lock guarding the connection (hold it to run several calls together)."""
+        return self._lock
+
+    # ------------------------------------------------------------------ running SQL
+
+    @staticmethod
+    def _resolve(query: SqlLike, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+        if isinstance(query, str):
+            return query, params
+        if isinstance(query, tuple):
+            sql, built_params = query
+        elif hasattr(query, "build"):
+            sql, built_params = query.build()
+        else:
+            raise QueryError(f"expected SQL text, a BuiltQuery or a QueryBuilder, got {query!r}")
+        if params:
+            raise QueryError("pass params either inside the built query or separately, not both")
+        return sql, built_params
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseError("the database is closed")
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        """Execute under the lock (caller holds it) and return the engine's cursor/result."""
+        self._check_open()
+        if isinstance(params, Mapping):
+            raise QueryError("params must be a sequence matching the '?' placeholders")
+        try:
+            return self._conn.execute(sql, list(params)) if params else self._conn.execute(sql)
+        except _ENGINE_ERRORS as exc:
+            raise _map_error(exc, self.engine, sql) from exc
+
+    def execute(self, query: SqlLike, params: Sequence[Any] = ()) -> None:
+        """Run one statement for its effect."""
+        sql, values = self._resolve(query, params)
+        with self._lock:
+            self._run(sql, values)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row (fast on sqlite; use frames for DuckDB bulk)."""
+        with self._lock:
+            self._check_open()
+            try:
+                self._conn.executemany(sql, rows if self.engine == "sqlite" else list(rows))
+            except _ENGINE_ERRORS as exc:
+                raise _map_error(exc, self.engine, sql) from exc
+
+    def fetchall(self, query: SqlLike, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and return every row as a tuple."""
+        sql, values = self._resolve(query, params)
+        with self._lock:
+            cursor = self._run(sql, values)
+            try:
+                return [tuple(row) for row in cursor.fetchall()]
+            except _ENGINE_ERRORS as exc:
+                raise _map_error(exc, self.engine, sql) from exc
+
+    def fetchone(self, query: SqlLike, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Run a query and return its first row, or None."""
+        sql, values = self._resolve(query, params)
+        with self._lock:
+            cursor = self._run(sql, values)
+            try:
+                row = cursor.fetchone()
+            except _ENGINE_ERRORS as exc:
+                raise _map_error(exc, self.engine, sql) from exc
+            return None if row is None else tuple(row)
+
+    def scalar(self, query: SqlLike, params: Sequence[Any] = ()) -> Any:
+        """Run a query and return the first column of its first row (None when no row)."""
+        row = self.fetchone(query, params)
+        return None if row is None else row[0]
+
+    def df(self, query: SqlLike, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a query and return the result as a pandas DataFrame."""
+        sql, values = self._resolve(query, params)
+        with self._lock:
+            cursor = self._run(sql, values)
+            try:
+                if self.engine == "duckdb":
+                    frame: pd.DataFrame = cursor.df()
+                    return frame
+                columns = [d[0] for d in cursor.description or ()]
+                return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+            except _ENGINE_ERRORS as exc:
+                raise _map_error(exc, self.engine, sql) from exc
+
+    def table_exists(self, name: str) -> bool:
+        """True when a table or view of that name exists in the main schema."""
+        if self.engine == "sqlite":
+            sql = "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
+        else:
+            sql = (
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_name = ? AND table_schema = 'main'"
+            )
+        return bool(self.scalar(sql, [name]))
+
+    # ------------------------------------------------------------------ transactions
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside :meth:`transaction` (on any thread: the lock makes that thread the owner)."""
+        return self._depth > 0
+
+    def _tx(self, statement: str) -> None:
+        self._check_open()
+        try:
+            self._conn.execute(statement)
+        except _ENGINE_ERRORS as exc:
+            mapped = _map_error(exc, self.engine)
+            if not isinstance(mapped, DatabaseLockedError):
+                mapped = TransactionError(f"{statement} failed: {exc}")
+            raise mapped from exc
+
+    def _rollback_quietly(self) -> None:
+        with suppress(*_ENGINE_ERRORS):
+            self._conn.execute("ROLLBACK")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block atomically: commit at the end, roll back and re-raise on any exception.
+
+        Nested blocks join the outermost transaction (DuckDB has no savepoints, so both engines
+        behave alike). If an exception escapes a nested block, the whole transaction becomes
+        rollback-only: even if the outer block catches it, the outer exit rolls back and raises
+        :class:`TransactionError` rather than commit half of the work.
+        """
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._tx(self._begin_sql)
+                self._rollback_only = False
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._rollback_quietly()
+                else:
+                    self._rollback_only = True
+                raise
+            self._depth -= 1
+            if not outer:
+                return
+            if self._rollback_only:
+                self._rollback_quietly()
+                raise TransactionError(
+                    "a nested transaction failed, so the whole transaction was rolled back"
+                )
+            try:
+                self._tx("COMMIT")
+            except DatabaseError:
+                self._rollback_quietly()
+                raise
+
+    def _fail(self, message: str) -> NoReturn:
+        raise QueryError(message)
+
+    # ------------------------------------------------------------------ frames as tables
+
+    @contextmanager
+    def temp_table(
+        self,
+        name: str,
+        data: pa.Table | pd.DataFrame | Mapping[str, Sequence[Any]],
+    ) -> Iterator[None]:
+        """Make ``data`` queryable as table ``name`` for the duration of the block (set-wise SQL).
+
+        DuckDB registers the Arrow table / DataFrame (zero-copy); sqlite copies the rows into a
+        TEMP table with ``executemany``. Plain ``{column: values}`` dicts work on both (DuckDB
+        converts them to Arrow, so give typed Arrow tables when a column may be all NULL).
+        """
+        if not _NAME.fullmatch(name):
+            self._fail(f"invalid temporary table name {name!r}")
+        with self._lock:
+            self._check_open()
+            if self.engine == "duckdb":
+                yield from self._duckdb_temp(name, data)
+            else:
+                yield from self._sqlite_temp(name, data)
+
+    def _duckdb_temp(
+        self, name: str, data: pa.Table | pd.DataFrame | Mapping[str, Sequence[Any]]
+    ) -> Iterator[None]:
+        if isinstance(data, Mapping):
+            import pyarrow as pa
+
+            data = pa.table({key: list(values) for key, values in data.items()})
+        try:
+            self._conn.register(name, data)
+        except _ENGINE_ERRORS as exc:
+            raise _map_error(exc, self.engine) from exc
+        try:
+            yield
+        finally:
+            with suppress(*_ENGINE_ERRORS):
+                self._conn.unregister(name)
+
+    def _sqlite_temp(
+        self, name: str, data: pa.Table | pd.DataFrame | Mapping[str, Sequence[Any]]
+    ) -> Iterator[None]:
+        columns: list[str]
+        if isinstance(data, Mapping):
+            columns = list(data)
+            rows: Iterable[Sequence[Any]] = zip(*data.values(), strict=True)
+        elif isinstance(data, pd.DataFrame):
+            columns = [str(c) for c in data.columns]
+            rows = data.astype(object).where(data.notna(), None).itertuples(index=False)
+        else:
+            columns = list(data.column_names)
+            rows = zip(*(col.to_pylist() for col in data.columns), strict=True)
+        for column in columns:
+            if not _NAME.fullmatch(column):
+                self._fail(f"invalid column name {column!r} in temporary table {name}")
+        column_list = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        self._run(f"DROP TABLE IF EXISTS temp.{name}", ())
+        self._run(f"CREATE TEMP TABLE {name} ({column_list})", ())
+        try:
+            self.executemany(f"INSERT INTO temp.{name} VALUES ({marks})", rows)
+            yield
+        finally:
+            with suppress(*_ENGINE_ERRORS):
+                self._conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
