@@ -268,9 +268,10 @@ class SlidingWindowLimiter(_WaitingLimiter):
         return self._window
 
     def _prune_locked(self, now: float) -> None:
-        cutoff = now - self._window
+        # ``now - stamp`` (not ``stamp + window``) keeps the float rounding consistent everywhere.
+        window = self._window
         stamps = self._stamps
-        while stamps and stamps[0] <= cutoff:
+        while stamps and now - stamps[0] >= window:
             stamps.popleft()
 
     def _validate_locked(self, tokens: float) -> None:
@@ -288,7 +289,7 @@ class SlidingWindowLimiter(_WaitingLimiter):
             self._append_locked(now, n)
             return 0.0
         # The ``over`` oldest stamps must leave the window first.
-        return stamps[over - 1] + self._window - now
+        return self._window - (now - stamps[over - 1])
 
     def _append_locked(self, stamp: float, count: int = 1) -> None:
         stamps = self._stamps
@@ -361,7 +362,7 @@ class SlidingWindowLimiter(_WaitingLimiter):
             over = len(self._stamps) + 1 - self._limit
             if over <= 0:
                 return 0.0
-            return max(0.0, self._stamps[over - 1] + self._window - now)
+            return max(0.0, self._window - (now - self._stamps[over - 1]))
 
     def in_window(self) -> int:
         """Acquisitions counted in the current window."""
