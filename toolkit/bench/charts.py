@@ -1,0 +1,199 @@
+"""One PNG chart per benchmark row: ours, the baseline and the spec's claim side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from toolkit.bench.model import RowResult
+
+__all__ = ["chart_name", "draw_row", "write_charts"]
+
+OURS = "#1f77b4"
+BASE = "#9e9e9e"
+PEER = "#ff7f0e"
+CLAIM = "#d62728"
+TARGET = "#2ca02c"
+
+
+def chart_name(row: RowResult) -> str:
+    """File name of a row's chart, e.g. ``row01_cache_hit.png``."""
+    return f"row{row.number:02d}_{row.key}.png"
+
+
+def _needs_log(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v and v > 0]
+    return len(positive) >= 2 and max(positive) / min(positive) > 50
+
+
+def _title(ax: Axes, row: RowResult, subtitle: str = "") -> None:
+    verdict = row.verdict.upper()
+    head = f"{row.number}. {row.name} — {verdict}"
+    ax.set_title(head + (f"\n{subtitle}" if subtitle else ""), fontsize=10, loc="left")
+
+
+def _reference_lines(ax: Axes, series: dict[str, Any], *, vertical: bool) -> None:
+    """Draw the spec's claim (red, shaded when a range) and our target (green, dashed)."""
+    line = ax.axvline if vertical else ax.axhline
+    span = ax.axvspan if vertical else ax.axhspan
+    claim = series.get("claim")
+    if isinstance(claim, list | tuple) and len(claim) == 2:
+        span(float(claim[0]), float(claim[1]), color=CLAIM, alpha=0.12, label="spec's claim")
+    elif isinstance(claim, int | float):
+        line(float(claim), color=CLAIM, linestyle=":", linewidth=1.5, label="spec's claim")
+    target = series.get("target")
+    if isinstance(target, int | float):
+        line(float(target), color=TARGET, linestyle="--", linewidth=1.5, label="our target")
+
+
+def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    labels: list[str] = list(series["labels"])
+    medians = [float(v) for v in series["medians"]]
+    low = [float(v) for v in series.get("p5", medians)]
+    high = [float(v) for v in series.get("p95", medians)]
+    ours = set(series.get("ours", [0]))
+    colors = [OURS if i in ours else BASE for i in range(len(labels))]
+    if "peer" in series:
+        for i in series["peer"]:
+            colors[i] = PEER
+    ypos = list(range(len(labels)))[::-1]
+    err = [[max(m - lo, 0.0) for m, lo in zip(medians, low, strict=True)],
+           [max(hi - m, 0.0) for m, hi in zip(medians, high, strict=True)]]  # fmt: skip
+    ax.barh(ypos, medians, xerr=err, color=colors, capsize=3, height=0.6)
+    ax.set_yticks(ypos, labels, fontsize=9)
+    unit = str(series.get("unit", row.unit))
+    ax.set_xlabel(f"{unit} (median, whiskers p5–p95)")
+    claim = series.get("claim")
+    extents = [*medians, *high]
+    if isinstance(claim, list | tuple):
+        extents += [float(c) for c in claim]
+    elif isinstance(claim, int | float):
+        extents.append(float(claim))
+    if isinstance(series.get("target"), int | float):
+        extents.append(float(series["target"]))
+    if series.get("log", _needs_log(extents)):
+        ax.set_xscale("log")
+    for y, m in zip(ypos, medians, strict=True):
+        ax.annotate(f" {m:.3g}", (m, y), va="center", fontsize=8)
+    _reference_lines(ax, series, vertical=True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    _title(ax, row, str(series.get("subtitle", "")))
+
+
+def _scaling(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    sizes = [float(n) for n in series["sizes"]]
+    ax.plot(sizes, series["ours"], "o-", color=OURS, label=str(series.get("ours_label", "ours")))
+    if "ours_p5" in series:
+        ax.fill_between(sizes, series["ours_p5"], series["ours_p95"], color=OURS, alpha=0.15)
+    if "baseline" in series:
+        ax.plot(sizes, series["baseline"], "s--", color=BASE,
+                label=str(series.get("baseline_label", row.baseline_name or "baseline")))  # fmt: skip
+    _reference_lines(ax, series, vertical=False)
+    ax.set_xscale("log")
+    values = [*series["ours"], *series.get("baseline", [])]
+    for ref in ("claim", "target"):
+        if isinstance(series.get(ref), int | float):
+            values.append(float(series[ref]))
+    if _needs_log(values):
+        ax.set_yscale("log")
+    ax.set_xlabel(str(series.get("xlabel", "N")))
+    ax.set_ylabel(str(series.get("ylabel", row.unit)))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _title(ax, row, str(series.get("subtitle", "")))
+
+
+def _trace(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    traces: list[dict[str, Any]] = list(series["traces"])
+    axes = fig.subplots(len(traces), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, trace in zip(axes, traces, strict=True):
+        limit = int(trace["limit"])
+        times = [t * 1e3 for t in trace["times"]]
+        ax.step(times, trace["counts"], where="post", color=OURS, linewidth=1, label="in flight")
+        ax.axhline(limit, color=TARGET, linestyle="--", linewidth=1.2, label=f"limit {limit}")
+        ax.axhspan(limit + 0.0001, limit + 1, color=CLAIM, alpha=0.12, label="spec's ±1")
+        ax.set_ylim(0, limit + 2)
+        ax.set_ylabel("in flight", fontsize=8)
+        ax.text(0.995, 0.92, f"peak {trace['peak']}", transform=ax.transAxes, ha="right",
+                va="top", fontsize=8)  # fmt: skip
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1].set_xlabel("time since start (ms)")
+    _title(axes[0], row, str(series.get("subtitle", "")))
+
+
+def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    groups: list[str] = list(series["groups"])
+    bars: dict[str, list[float]] = dict(series["bars"])
+    width = 0.8 / max(len(bars), 1)
+    palette = [OURS, BASE, PEER, CLAIM, TARGET]
+    for i, (name, values) in enumerate(bars.items()):
+        xs = [g + (i - (len(bars) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, values, width=width, label=name, color=palette[i % len(palette)])
+        for x, v in zip(xs, values, strict=True):
+            ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), groups, fontsize=9)
+    ax.set_ylabel(str(series.get("ylabel", row.unit)))
+    flat = [v for values in bars.values() for v in values]
+    if series.get("log", _needs_log(flat)):
+        ax.set_yscale("log")
+    _reference_lines(ax, series, vertical=False)
+    ax.legend(fontsize=8)
+    _title(ax, row, str(series.get("subtitle", "")))
+
+
+def _placeholder(fig: Figure, row: RowResult) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    message = row.note or "no chart data"
+    ax.text(0.5, 0.5, f"{row.verdict}: {message}", ha="center", va="center", wrap=True)
+    _title(ax, row)
+
+
+_DRAW = {"bars": _bars, "scaling": _scaling, "trace": _trace, "grouped": _grouped}
+
+
+def draw_row(row: RowResult) -> Figure:
+    """A matplotlib figure for one row (a placeholder when the row was skipped or failed)."""
+    kind = row.series.get("kind") if row.status == "ok" else None
+    height = 4.0
+    if kind == "trace":
+        height = 1.6 * max(len(row.series.get("traces", [])), 1) + 1.2
+    elif kind == "bars":
+        height = max(2.6, 0.55 * len(row.series.get("labels", [])) + 1.6)
+    fig = plt.figure(figsize=(8.0, height), dpi=110)
+    draw = _DRAW.get(str(kind)) if kind else None
+    if draw is None:
+        _placeholder(fig, row)
+    else:
+        draw(fig, row, row.series)
+    fig.tight_layout()
+    return fig
+
+
+def write_charts(rows: Sequence[RowResult], out_dir: Path) -> list[Path]:
+    """Draw every row's chart into ``out_dir/charts``; sets ``row.chart`` and returns the paths."""
+    charts = out_dir / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for row in rows:
+        path = charts / chart_name(row)
+        fig = draw_row(row)
+        try:
+            fig.savefig(path)
+        finally:
+            plt.close(fig)
+        row.chart = f"charts/{path.name}"
+        paths.append(path)
+    return paths
