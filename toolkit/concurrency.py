@@ -1,0 +1,632 @@
+"""Run zero-argument callables on worker threads with a concurrency limit, priorities, retries and timeouts.
+
+Port of the spec's ConcurrencyManager (section 3), without its 50 ms polling loop or its lost futures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar, cast
+
+from toolkit.config import Settings
+from toolkit.errors import TaskTimeoutError
+
+__all__ = ["ConcurrencyManager", "ConcurrencyStats", "Task", "TaskResult"]
+
+T = TypeVar("T")
+
+# Job phases. BACKOFF also covers "attempt failed or timed out, retry decision pending".
+_QUEUED, _RUNNING, _BACKOFF, _DONE = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class Task(Generic[T]):
+    """A unit of work: ``execute()`` is called with no arguments on a worker thread.
+
+    ``retries`` and ``timeout`` (seconds per attempt; ``math.inf`` for none) override the manager's
+    defaults when not None. Higher ``priority`` starts first.
+    """
+
+    id: str
+    execute: Callable[[], T]
+    priority: int = 0
+    retries: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.retries is not None and self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult(Generic[T]):
+    """Outcome of a task: ``attempt`` attempts made, ``duration`` seconds from first start to last end.
+
+    ``error`` is the last exception (not a string) when ``success`` is false.
+    """
+
+    id: str
+    success: bool
+    result: T | None
+    error: BaseException | None
+    attempt: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyStats:
+    """A snapshot of a manager's counters since its last :meth:`ConcurrencyManager.reset`.
+
+    ``active_tasks`` counts callables running now (timed-out ones still running included);
+    ``queued_tasks`` counts tasks waiting for an attempt, back-off included; ``success_rate`` is a
+    percentage of finished tasks; ``average_task_duration`` is in seconds.
+    """
+
+    total_tasks: int
+    completed_tasks: int
+    failed_tasks: int
+    active_tasks: int
+    queued_tasks: int
+    average_task_duration: float
+    success_rate: float
+
+
+class _Batch:
+    """Shared result slots of one :meth:`ConcurrencyManager.enqueue_batch` call (no per-task Future)."""
+
+    __slots__ = ("remaining", "results")
+
+    def __init__(self, size: int) -> None:
+        self.results: list[TaskResult[Any]] = cast(list[TaskResult[Any]], [None] * size)
+        self.remaining = size
+
+
+class _Job:
+    """Mutable bookkeeping for one task; only touched under the manager's lock."""
+
+    __slots__ = (
+        "attempt",
+        "batch",
+        "future",
+        "index",
+        "max_attempts",
+        "phase",
+        "started",
+        "task",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        task: Task[Any],
+        future: Future[TaskResult[Any]] | None,
+        batch: _Batch | None,
+        index: int,
+        max_attempts: int,
+        timeout: float | None,
+    ) -> None:
+        self.task = task
+        self.future = future
+        self.batch = batch
+        self.index = index
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.attempt = 0
+        self.phase = _QUEUED
+        self.started: float | None = None
+
+
+def _resolve(future: Future[TaskResult[Any]] | None, result: TaskResult[Any]) -> None:
+    """Resolve ``future`` unless the caller already cancelled it."""
+    if future is not None:
+        with contextlib.suppress(InvalidStateError):
+            future.set_result(result)
+
+
+class ConcurrencyManager:
+    """Runs :class:`Task` callables on at most ``max_concurrent`` worker threads at once.
+
+    Waiting tasks start by priority (higher first), FIFO among equals. A failed attempt is retried
+    ``retries`` times (``retry_on(exc)`` may veto) after a back-off of ``backoff_base * 2**(n-1)``
+    seconds, slept with ``sleep`` on a helper thread so it holds no slot. An attempt running past its
+    timeout fails with :class:`~toolkit.errors.TaskTimeoutError`; Python cannot kill a thread, so the
+    abandoned callable keeps its slot, and counts against ``max_concurrent``, until it returns.
+    ``clock`` measures durations and deadlines. Futures may be cancelled while their task is queued.
+    """
+
+    def __init__(
+        self,
+        max_concurrent: int = 5,
+        retries: int = 2,
+        timeout: float | None = 30.0,
+        backoff_base: float = 0.1,
+        retry_on: Callable[[BaseException], bool] | None = None,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
+        if backoff_base < 0:
+            raise ValueError(f"backoff_base must be >= 0, got {backoff_base}")
+        self._max = max_concurrent
+        self._retries = retries
+        self._timeout = timeout
+        self._backoff_base = backoff_base
+        self._retry_on = retry_on
+        self._sleep = sleep
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers: a job or a slot appeared
+        self._watch = threading.Condition(self._lock)  # watchdog: an earlier deadline appeared
+        self._done = threading.Condition(self._lock)  # wait_all / enqueue_batch waiters
+        self._seq = itertools.count()
+        self._heap: list[tuple[int, int, _Job]] = []  # (-priority, seq, job)
+        self._deadlines: list[tuple[float, int, _Job, int]] = []  # (deadline, seq, job, attempt)
+        self._stale = 0  # deadline entries whose attempt already ended
+        self._in_flight: dict[str, _Job] = {}
+        self._results: dict[str, TaskResult[Any]] = {}
+        self._active = 0
+        self._peak = 0
+        self._idle = 0  # workers waiting that nobody has notified yet
+        self._workers: set[threading.Thread] = set()
+        self._watchdog: threading.Thread | None = None
+        self._helper: ThreadPoolExecutor | None = None
+        self._backing_off = 0
+        self._closed = False
+        self._total = 0
+        self._completed = 0
+        self._failed = 0
+        self._duration_sum = 0.0
+        self._duration_count = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ConcurrencyManager:
+        """A manager sized by ``Settings.concurrency_max_tasks`` / ``_retries`` / ``_timeout``."""
+        kwargs: dict[str, Any] = {
+            "max_concurrent": settings.concurrency_max_tasks,
+            "retries": settings.concurrency_retries,
+            "timeout": settings.concurrency_timeout,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def max_concurrent(self) -> int:
+        """The most callables this manager ever runs at once."""
+        return self._max
+
+    @property
+    def peak_active(self) -> int:
+        """The most callables that ran at once since construction or the last :meth:`reset`."""
+        with self._lock:
+            return self._peak
+
+    def enqueue(self, task: Task[T]) -> Future[TaskResult[T]]:
+        """Queue ``task``; the future resolves (never raises) with its :class:`TaskResult`.
+
+        Raises ValueError if a task with the same id is still queued, running or backing off.
+        """
+        future: Future[TaskResult[T]] = Future()
+        job = self._make_job(task, cast("Future[TaskResult[Any]]", future), None, 0)
+        with self._lock:
+            self._check_open()
+            if task.id in self._in_flight:
+                raise ValueError(f"task id {task.id!r} is already in flight")
+            self._admit_locked(job)
+            self._wake_locked(1)
+        return future
+
+    def enqueue_batch(self, tasks: Iterable[Task[T]]) -> list[TaskResult[T]]:
+        """Run ``tasks`` and block until all finish; results come back in input order.
+
+        All-or-nothing admission: a duplicate id (within ``tasks`` or in flight) raises ValueError
+        before any task is queued. Do not call from inside a task of the same manager.
+        """
+        task_list = list(tasks)
+        if not task_list:
+            return []
+        batch = _Batch(len(task_list))
+        jobs = [self._make_job(task, None, batch, i) for i, task in enumerate(task_list)]
+        with self._lock:
+            self._check_open()
+            seen: set[str] = set()
+            for task in task_list:
+                if task.id in seen or task.id in self._in_flight:
+                    raise ValueError(f"task id {task.id!r} is already in flight")
+                seen.add(task.id)
+            for job in jobs:
+                self._admit_locked(job)
+            self._wake_locked(len(jobs))
+            while batch.remaining:
+                self._done.wait()
+        return cast(list[TaskResult[T]], batch.results)
+
+    def get_result(self, task_id: str) -> TaskResult[Any] | None:
+        """The recorded result of ``task_id``, or None if it has not finished (or was reset)."""
+        with self._lock:
+            return self._results.get(task_id)
+
+    def get_successful(self) -> list[TaskResult[Any]]:
+        """Successful results in completion order."""
+        with self._lock:
+            return [r for r in self._results.values() if r.success]
+
+    def get_failed(self) -> list[TaskResult[Any]]:
+        """Failed results (including tasks removed by :meth:`clear`) in completion order."""
+        with self._lock:
+            return [r for r in self._results.values() if not r.success]
+
+    def get_stats(self) -> ConcurrencyStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            finished = self._completed + self._failed
+            return ConcurrencyStats(
+                total_tasks=self._total,
+                completed_tasks=self._completed,
+                failed_tasks=self._failed,
+                active_tasks=self._active,
+                queued_tasks=len(self._heap) + self._backing_off,
+                average_task_duration=(
+                    self._duration_sum / self._duration_count if self._duration_count else 0.0
+                ),
+                success_rate=100.0 * self._completed / finished if finished else 0.0,
+            )
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Block until no task is queued, running or backing off; False if ``timeout`` ran out.
+
+        Abandoned (timed-out) callables still running are not waited for.
+        """
+        with self._lock:
+            return self._done.wait_for(lambda: not self._in_flight, timeout)
+
+    def reset(self) -> None:
+        """Forget recorded results and statistics; tasks in flight keep running and count anew."""
+        with self._lock:
+            self._results.clear()
+            self._total = len(self._in_flight)
+            self._completed = self._failed = 0
+            self._duration_sum = 0.0
+            self._duration_count = 0
+            self._peak = self._active
+
+    def clear(self) -> int:
+        """Remove tasks not running an attempt (queued or backing off); returns how many.
+
+        Each removed task gets a failed result with a :class:`~concurrent.futures.CancelledError`,
+        recorded and delivered to its future or batch, so no caller waits forever.
+        """
+        with self._lock:
+            removed = [entry[2] for entry in sorted(self._heap)]
+            removed += [job for job in self._in_flight.values() if job.phase == _BACKOFF]
+            self._heap.clear()
+            now = self._clock()
+            resolved = []
+            for job in removed:
+                if job.phase == _BACKOFF:
+                    self._backing_off -= 1
+                error = CancelledError(f"task {job.task.id!r} removed by clear()")
+                resolved.append((job.future, self._record_locked(job, False, None, error, now)))
+        for future, result in resolved:
+            _resolve(future, result)
+        return len(removed)
+
+    def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stop accepting tasks; with ``wait``, let queued tasks finish first.
+
+        ``cancel_pending`` first :meth:`clear`\\ s the queue. Worker threads are joined unless an
+        abandoned timed-out callable is still running (they are daemon threads).
+        """
+        if cancel_pending:
+            self.clear()
+        with self._lock:
+            self._closed = True
+            self._notify_exit_locked()
+        if not wait:
+            return
+        self.wait_all()
+        with self._lock:
+            workers = list(self._workers) if self._active == 0 else []
+            watchdog = self._watchdog
+            helper = self._helper
+        current = threading.current_thread()
+        for thread in workers:
+            if thread is not current:
+                thread.join()
+        if watchdog is not None:
+            watchdog.join()
+        if helper is not None:
+            helper.shutdown(wait=True)
+
+    def __enter__(self) -> ConcurrencyManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        stats = self.get_stats()
+        return (
+            f"ConcurrencyManager(max_concurrent={self._max}, active={stats.active_tasks}, "
+            f"queued={stats.queued_tasks}, total={stats.total_tasks})"
+        )
+
+    # ------------------------------------------------------------------ admission
+
+    def _make_job(
+        self,
+        task: Task[Any],
+        future: Future[TaskResult[Any]] | None,
+        batch: _Batch | None,
+        index: int,
+    ) -> _Job:
+        retries = self._retries if task.retries is None else task.retries
+        timeout = self._timeout if task.timeout is None else task.timeout
+        if timeout is not None and math.isinf(timeout):
+            timeout = None
+        return _Job(task, future, batch, index, retries + 1, timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("ConcurrencyManager is closed")
+
+    def _admit_locked(self, job: _Job) -> None:
+        self._in_flight[job.task.id] = job
+        self._total += 1
+        heapq.heappush(self._heap, (-job.task.priority, next(self._seq), job))
+
+    def _wake_locked(self, count: int) -> None:
+        """Make sure up to ``count`` workers will look at the queue: notify idle ones, else spawn."""
+        for _ in range(count):
+            if self._idle:
+                self._idle -= 1
+                self._work.notify()
+            elif len(self._workers) < self._max:
+                thread = threading.Thread(
+                    target=self._worker_loop,
+                    name=f"concurrency-worker-{len(self._workers)}",
+                    daemon=True,
+                )
+                self._workers.add(thread)
+                thread.start()
+            else:
+                return
+
+    def _notify_exit_locked(self) -> None:
+        if self._closed and not self._in_flight:
+            self._idle = 0
+            self._work.notify_all()
+            self._watch.notify_all()
+
+    # ------------------------------------------------------------------ workers
+
+    def _take_locked(self) -> _Job | None:
+        """Pop the next job and start its attempt, if there is one and a free slot."""
+        heap = self._heap
+        while heap and self._active < self._max:
+            job = heapq.heappop(heap)[2]
+            if (
+                job.attempt == 0
+                and job.future is not None
+                and not job.future.set_running_or_notify_cancel()
+            ):
+                error = CancelledError(f"task {job.task.id!r} was cancelled")
+                self._record_locked(job, False, None, error, self._clock())
+                continue
+            job.attempt += 1
+            job.phase = _RUNNING
+            self._active += 1
+            if self._active > self._peak:
+                self._peak = self._active
+            if job.started is None or job.timeout is not None:
+                now = self._clock()
+                if job.started is None:
+                    job.started = now
+                if job.timeout is not None:
+                    self._add_deadline_locked(now + job.timeout, job)
+            return job
+        return None
+
+    def _worker_loop(self) -> None:
+        job: _Job | None = None
+        attempt = 0
+        ok = False
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            after: Callable[[], None] | None = None
+            with self._lock:
+                if job is not None:
+                    after = self._complete_locked(job, attempt, ok, value, error)
+                job = self._take_locked()
+                while job is None and after is None:
+                    if self._closed and not self._in_flight:
+                        self._workers.discard(threading.current_thread())
+                        return
+                    self._idle += 1
+                    self._work.wait()
+                    job = self._take_locked()
+                if job is not None:
+                    attempt = job.attempt
+            if after is not None:
+                after()
+            if job is None:
+                continue
+            try:
+                value = job.task.execute()
+                ok, error = True, None
+            except BaseException as exc:  # recorded in the TaskResult, like a Future would
+                ok, value, error = False, None, exc
+
+    def _complete_locked(
+        self, job: _Job, attempt: int, ok: bool, value: Any, error: BaseException | None
+    ) -> Callable[[], None] | None:
+        """Account for a returned callable; returns what to do once the lock is released."""
+        self._active -= 1
+        if job.phase != _RUNNING or job.attempt != attempt:
+            return None  # this attempt timed out earlier: its outcome is discarded
+        if job.timeout is not None:
+            self._stale += 1
+            if self._stale > 256 and 2 * self._stale > len(self._deadlines):
+                self._compact_deadlines_locked()
+        if ok:
+            result = self._record_locked(job, True, value, None, self._clock())
+            future = job.future
+            return None if future is None else lambda: _resolve(future, result)
+        job.phase = _BACKOFF
+        self._backing_off += 1
+        failure = cast(BaseException, error)
+        return lambda: self._after_failure(job, attempt, failure, on_helper=False)
+
+    def _record_locked(
+        self, job: _Job, success: bool, value: Any, error: BaseException | None, end: float
+    ) -> TaskResult[Any]:
+        """Record the final result (before any future resolves) and retire the job."""
+        duration = 0.0 if job.started is None else max(0.0, end - job.started)
+        result: TaskResult[Any] = TaskResult(
+            job.task.id, success, value, error, job.attempt, duration
+        )
+        job.phase = _DONE
+        task_id = job.task.id
+        self._results.pop(task_id, None)  # re-insert so dict order is completion order
+        self._results[task_id] = result
+        del self._in_flight[task_id]
+        if success:
+            self._completed += 1
+        else:
+            self._failed += 1
+        if job.attempt:
+            self._duration_sum += duration
+            self._duration_count += 1
+        batch = job.batch
+        if batch is not None:
+            batch.results[job.index] = result
+            batch.remaining -= 1
+            if not batch.remaining:
+                self._done.notify_all()
+        if not self._in_flight:
+            self._done.notify_all()
+            self._notify_exit_locked()
+        return result
+
+    # ------------------------------------------------------------------ failures and retries
+
+    def _retryable(self, error: BaseException) -> bool:
+        if not isinstance(error, Exception):
+            return False
+        if self._retry_on is None:
+            return True
+        try:
+            return bool(self._retry_on(error))
+        except Exception:  # a broken predicate must not strand the task
+            return False
+
+    def _after_failure(
+        self, job: _Job, attempt: int, error: BaseException, *, on_helper: bool
+    ) -> None:
+        """Decide (outside the lock: ``retry_on`` is user code) between back-off and giving up."""
+        if attempt < job.max_attempts and self._retryable(error):
+            delay = self._backoff_base * 2 ** (attempt - 1)
+            if on_helper:
+                self._backoff(job, delay)
+            else:
+                self._helper_pool().submit(self._backoff, job, delay)
+            return
+        with self._lock:
+            if job.phase != _BACKOFF:
+                return  # removed by clear() meanwhile
+            self._backing_off -= 1
+            result = self._record_locked(job, False, None, error, self._clock())
+        _resolve(job.future, result)
+
+    def _backoff(self, job: _Job, delay: float) -> None:
+        """Sleep off the back-off on a helper thread (holding no slot), then re-queue."""
+        try:
+            self._sleep(delay)
+        finally:
+            with self._lock:
+                if job.phase == _BACKOFF:  # else removed by clear() meanwhile
+                    self._backing_off -= 1
+                    job.phase = _QUEUED
+                    heapq.heappush(self._heap, (-job.task.priority, next(self._seq), job))
+                    self._wake_locked(1)
+
+    def _helper_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._helper is None:
+                # Back-offs beyond this many at once queue up: retries start late, never early.
+                self._helper = ThreadPoolExecutor(
+                    max_workers=max(32, 4 * self._max), thread_name_prefix="concurrency-backoff"
+                )
+            return self._helper
+
+    # ------------------------------------------------------------------ timeouts
+
+    def _add_deadline_locked(self, deadline: float, job: _Job) -> None:
+        entry = (deadline, next(self._seq), job, job.attempt)
+        heapq.heappush(self._deadlines, entry)
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watchdog_loop, name="concurrency-watchdog", daemon=True
+            )
+            self._watchdog.start()
+        elif self._deadlines[0] is entry:
+            self._watch.notify()
+
+    def _compact_deadlines_locked(self) -> None:
+        self._deadlines = [
+            e for e in self._deadlines if e[2].phase == _RUNNING and e[2].attempt == e[3]
+        ]
+        heapq.heapify(self._deadlines)
+        self._stale = 0
+
+    def _watchdog_loop(self) -> None:
+        """Fail attempts that pass their deadline; sleeps until the earliest one, never polls."""
+        while True:
+            expired: list[tuple[_Job, int]] = []
+            with self._lock:
+                while not expired:
+                    if self._closed and not self._in_flight:
+                        self._watchdog = None
+                        return
+                    deadlines = self._deadlines
+                    now = self._clock()
+                    while deadlines and deadlines[0][0] <= now:
+                        _, _, job, attempt = heapq.heappop(deadlines)
+                        if job.phase == _RUNNING and job.attempt == attempt:
+                            job.phase = _BACKOFF
+                            self._backing_off += 1
+                            expired.append((job, attempt))
+                        else:
+                            self._stale = max(0, self._stale - 1)
+                    if not expired:
+                        self._watch.wait(deadlines[0][0] - now if deadlines else None)
+            for job, attempt in expired:
+                error = TaskTimeoutError(
+                    f"task {job.task.id!r}: attempt {attempt} hit its timeout of {job.timeout:g} s"
+                )
+                self._helper_pool().submit(self._after_failure, job, attempt, error, on_helper=True)
