@@ -260,6 +260,9 @@ class DiscogsClient:
             )
             digest = hmac.new(salt, self._token.encode(), hashlib.sha256).hexdigest()
             self._identity = f"token-{digest[:32]}"
+        # The status the server really sent, even when requests-cache answers with a stale copy.
+        self._last_status = threading.local()
+        self._session.hooks["response"].append(self._note_status)
         self._session.headers.update({"User-Agent": self._user_agent, "Accept": _ACCEPT})
         if self._token:
             self._session.headers["Authorization"] = f"Discogs token={self._token}"
@@ -438,6 +441,11 @@ class DiscogsClient:
         base = requests_cache.create_key(request, **kwargs)
         return hashlib.sha256(f"{self._identity}\n{base}".encode()).hexdigest()[:32]
 
+    def _note_status(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Session response hook: remember the status of the last real (non-cached) response."""
+        if not getattr(response, "from_cache", False):
+            self._last_status.value = response.status_code
+
     def _ttl_for(self, path: str) -> float:
         if _SEARCH_PATHS.search(path):
             return SEARCH_TTL
@@ -531,16 +539,17 @@ class DiscogsClient:
         failures = 0
         throttles = 0
         while True:
-            waited_from = self._clock()
-            slot = self._limiter.acquire_slot()
-            waited = self._clock() - waited_from
-            if waited > 0:
-                self._counters.add("limiter_wait_seconds", waited)
+            slot = self._limiter.acquire_slot(timeout=0)
+            if slot is None:  # the window is full: block, and count the time spent waiting
+                waited_from = self._clock()
+                slot = self._limiter.acquire_slot()
+                self._counters.add("limiter_wait_seconds", self._clock() - waited_from)
             if slot is None:
                 raise DiscogsRateLimitError(
                     f"Gave up waiting for the rate limiter. (GET {url})", url=url
                 )
             started = self._clock()
+            self._last_status.value = None
             try:
                 response = self._session.get(url, timeout=self._timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -575,6 +584,8 @@ class DiscogsClient:
                 self._counters.add("cache_hits")
                 return self._parse(response.content, url, cache_key)
             status = response.status_code
+            if from_cache:
+                status = self._last_status.value
             self._record(started, path, status, from_cache)
             if from_cache:
                 # The request failed and requests-cache answered with its stale copy.

@@ -1,0 +1,384 @@
+"""Tests of DiscogsClient against real HTTP servers on 127.0.0.1: the simulator and a scripted one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from toolkit.config import Settings
+from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
+from toolkit.errors import (
+    DiscogsAuthError,
+    DiscogsError,
+    DiscogsNotFoundError,
+    DiscogsRateLimitError,
+    DiscogsResponseError,
+    DiscogsUnavailableError,
+)
+from toolkit.ratelimit import SlidingWindowLimiter
+
+TOKEN = "tok-ALPHA-7f3e9c1d2b4a6e8f0a1b2c3d4e5f6a7b"
+OTHER_TOKEN = "tok-BRAVO-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
+
+
+def no_sleep(seconds: float) -> None:
+    """Back-off sleeps in tests: none (the limiter keeps real time)."""
+
+
+# --------------------------------------------------------------------------- scripted server
+
+
+@dataclass
+class Reply:
+    """One scripted answer."""
+
+    status: int = 200
+    body: Any = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+
+class ScriptedServer:
+    """A tiny real HTTP server: per-path queues of replies (the last one repeats), a request log."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[Reply]] = {}
+        self.log: list[tuple[str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with outer.lock:
+                    outer.log.append((self.path, dict(self.headers.items())))
+                    path = self.path.split("?", 1)[0]
+                    queue = outer.scripts.get(path) or [Reply(404, {"message": "Not found."})]
+                    reply = queue.pop(0) if len(queue) > 1 else queue[0]
+                payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in reply.headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def script(self, path: str, *replies: Reply) -> None:
+        with self.lock:
+            self.scripts[path] = list(replies)
+
+    def hits(self, path: str) -> int:
+        with self.lock:
+            return sum(1 for logged, _ in self.log if logged.split("?", 1)[0] == path)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    server = ScriptedServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, discogs_rate_limit=1000)
+
+
+def make_client(
+    url: str, cache: Path | str, token: str | None = TOKEN, **kwargs: Any
+) -> DiscogsClient:
+    kwargs.setdefault("limiter", SlidingWindowLimiter(1000, 60.0))
+    kwargs.setdefault("sleep", no_sleep)
+    return DiscogsClient(
+        token,
+        base_url=url,
+        cache_path=cache,
+        settings=Settings(data_dir=Path(str(cache)).parent),
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- scripted tests
+
+
+def test_construction_defaults_from_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, discogs_token=TOKEN, discogs_api_url="http://127.0.0.1:9/api/"
+    )
+    with DiscogsClient.from_settings(settings) as client:
+        assert client.base_url == "http://127.0.0.1:9/api"
+        assert client.has_token
+        assert client.limiter.limit == 60 and client.limiter.window == 60.0
+        assert client.cache_path == settings.http_cache_path
+        assert TOKEN not in repr(client)
+    with DiscogsClient(settings=Settings(data_dir=tmp_path)) as anonymous:
+        assert not anonymous.has_token
+        assert anonymous.limiter.limit == 25
+    override = Settings(data_dir=tmp_path, discogs_rate_limit=7)
+    with DiscogsClient(settings=override, cache_path=":memory:") as limited:
+        assert limited.limiter.limit == 7
+        assert limited.cache_path is None
+
+
+def test_headers_sent_and_token_never_in_url(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/1", Reply(body={"id": 1}))
+    with make_client(scripted.url, tmp_path / "c.sqlite", user_agent="ua-test/1.0") as client:
+        assert client.get_release(1) == {"id": 1}
+    path, headers = scripted.log[0]
+    assert TOKEN not in path
+    assert headers["Authorization"] == f"Discogs token={TOKEN}"
+    assert headers["User-Agent"] == "ua-test/1.0"
+    with make_client(scripted.url, tmp_path / "d.sqlite", token=None) as anonymous:
+        anonymous.get_release(1)
+    _, anon_headers = scripted.log[1]
+    assert "Authorization" not in anon_headers
+    assert anon_headers["User-Agent"].startswith("discogs-toolkit/")
+
+
+def test_memory_and_http_cache_layers(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/5", Reply(body={"id": 5, "title": "Five"}))
+    cache = tmp_path / "c.sqlite"
+    with make_client(scripted.url, cache) as client:
+        first = client.get_release(5)
+        second = client.get_release(5)
+        assert first == second == {"id": 5, "title": "Five"}
+        assert client.stats() == ClientStats(network_requests=1, memory_hits=1)
+        client.clear_memory_cache()
+        assert client.get_release(5)["title"] == "Five"
+        stats = client.stats()
+        assert (stats.network_requests, stats.cache_hits, stats.memory_hits) == (1, 1, 1)
+        [event] = client.timeline()
+        assert isinstance(event, RequestEvent)
+        assert event.path == "/releases/5" and event.status == 200 and not event.from_cache
+        assert event.started <= event.finished
+        client.reset_stats()
+        assert client.stats() == ClientStats() and client.timeline() == []
+    assert scripted.hits("/releases/5") == 1
+
+
+def test_error_responses_are_not_cached(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script(
+        "/releases/7",
+        Reply(503, {"message": "Down for maintenance."}),
+        Reply(body={"id": 7}),
+    )
+    with make_client(scripted.url, tmp_path / "c.sqlite", max_retries=0) as client:
+        with pytest.raises(DiscogsUnavailableError) as info:
+            client.get_release(7)
+        assert info.value.status == 503
+        assert "Discogs says: Down for maintenance." in str(info.value)
+        assert client.get_release(7) == {"id": 7}
+    assert scripted.hits("/releases/7") == 2
+
+
+def test_5xx_retried_with_backoff(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/8", Reply(500), Reply(502), Reply(body={"id": 8}))
+    sleeps: list[float] = []
+    with make_client(
+        scripted.url, tmp_path / "c.sqlite", sleep=sleeps.append, backoff_base=0.5
+    ) as client:
+        assert client.get_release(8) == {"id": 8}
+        assert client.stats().retries == 2
+        assert client.stats().network_requests == 3
+        assert [e.status for e in client.timeline()] == [500, 502, 200]
+    assert len(sleeps) == 2
+    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0
+
+
+def test_retries_exhausted_raise_unavailable(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/9", Reply(500, {"message": "Internal error"}))
+    with (
+        make_client(scripted.url, tmp_path / "c.sqlite", max_retries=3) as client,
+        pytest.raises(DiscogsUnavailableError) as info,
+    ):
+        client.get_release(9)
+    message = str(info.value)
+    assert "4 attempts" in message and f"(GET {scripted.url}/releases/9)" in message
+    assert scripted.hits("/releases/9") == 4
+
+
+def test_404_maps_to_not_found_with_server_message(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    scripted.script("/releases/99", Reply(404, {"message": "Release not found."}))
+    with (
+        make_client(scripted.url, tmp_path / "c.sqlite") as client,
+        pytest.raises(DiscogsNotFoundError) as info,
+    ):
+        client.get_release(99)
+    assert str(info.value) == f"Discogs says: Release not found. (GET {scripted.url}/releases/99)"
+    assert info.value.status == 404 and info.value.url == f"{scripted.url}/releases/99"
+    assert scripted.hits("/releases/99") == 1  # 4xx are not retried
+
+
+def test_401_and_403_map_to_auth_error(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script(
+        "/oauth/identity", Reply(401, {"message": "You must authenticate to access this resource."})
+    )
+    scripted.script("/users/x/collection/value", Reply(403, {"message": "Forbidden"}))
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+        with pytest.raises(DiscogsAuthError) as info:
+            client.identity()
+        assert "refused the token (HTTP 401)" in str(info.value)
+        assert "You must authenticate" in str(info.value)
+        assert TOKEN not in str(info.value)
+        with pytest.raises(DiscogsAuthError, match="HTTP 403"):
+            client.get_collection_value("x")
+    with (
+        make_client(scripted.url, tmp_path / "d.sqlite", token=None) as anonymous,
+        pytest.raises(DiscogsAuthError, match="DISCOGS_TOKEN"),
+    ):
+        anonymous.identity()
+
+
+def test_malformed_json_maps_to_response_error(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/3", Reply(raw=b'{"id": 3, "tit'))
+    with make_client(scripted.url, tmp_path / "c.sqlite", max_retries=2) as client:
+        with pytest.raises(DiscogsResponseError, match="not valid JSON") as info:
+            client.get_release(3)
+        assert str(scripted.url) in str(info.value)
+        # A truncated body is retried like a transient fault, and never cached.
+        assert scripted.hits("/releases/3") == 3
+        scripted.script("/releases/3", Reply(body={"id": 3}))
+        assert client.get_release(3) == {"id": 3}
+
+
+def test_missing_pagination_maps_to_response_error(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    scripted.script("/users/u/collection/folders/0/releases", Reply(body={"releases": []}))
+    with (
+        make_client(scripted.url, tmp_path / "c.sqlite") as client,
+        pytest.raises(DiscogsResponseError, match="pagination"),
+    ):
+        list(client.iter_collection("u"))
+
+
+def test_connection_refused_maps_to_unavailable(tmp_path: Path) -> None:
+    server = ScriptedServer()
+    url = server.url
+    server.close()  # nothing listens there now
+    with make_client(url, tmp_path / "c.sqlite", max_retries=2) as client:
+        with pytest.raises(DiscogsUnavailableError, match="could not be reached") as info:
+            client.get_release(1)
+        assert client.stats().retries == 2
+        assert [e.status for e in client.timeline()] == [None, None, None]
+    assert TOKEN not in str(info.value)
+
+
+def test_429_honours_retry_after_and_learns_headers(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    scripted.script(
+        "/releases/4",
+        Reply(429, {"message": "slow down"}, {"Retry-After": "0.25", "X-Discogs-Ratelimit": "40"}),
+        Reply(
+            body={"id": 4},
+            headers={"X-Discogs-Ratelimit": "40", "X-Discogs-Ratelimit-Remaining": "5"},
+        ),
+    )
+    sleeps: list[float] = []
+    limiter = SlidingWindowLimiter(100, 60.0)
+    with make_client(
+        scripted.url, tmp_path / "c.sqlite", limiter=limiter, sleep=sleeps.append
+    ) as client:
+        assert client.get_release(4) == {"id": 4}
+        stats = client.stats()
+    assert sleeps == [0.25]
+    assert stats.rate_limited == 1 and stats.retries == 0
+    assert stats.limiter_wait_seconds >= 0.25
+    assert limiter.limit == 40  # adopted the server's limit
+    assert limiter.get_tokens() == 5  # and its view of what remains
+
+
+def test_429_without_retry_after_waits_for_window_then_gives_up(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    scripted.script("/releases/6", Reply(429, {"message": "You are making requests too quickly."}))
+    limiter = SlidingWindowLimiter(50, 0.05)
+    with make_client(scripted.url, tmp_path / "c.sqlite", limiter=limiter, max_retries=0) as client:
+        with pytest.raises(DiscogsRateLimitError) as info:
+            client.get_release(6)
+        stats = client.stats()
+    # 2 * max_retries + 10 waits, then the error; each wait let the whole window pass.
+    assert scripted.hits("/releases/6") == 11
+    assert stats.rate_limited == 11
+    assert stats.limiter_wait_seconds >= 10 * 0.04
+    assert "429" in str(info.value) and "too quickly" in str(info.value)
+
+
+def test_stale_cache_served_when_server_fails(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/2", Reply(body={"id": 2}), Reply(500))
+    cache = tmp_path / "c.sqlite"
+    settings = Settings(data_dir=tmp_path, cache_default_ttl=0.5)
+    with DiscogsClient(
+        TOKEN, base_url=scripted.url, cache_path=cache, settings=settings, sleep=no_sleep
+    ) as client:
+        assert client.get_release(2) == {"id": 2}
+        # requests-cache dates expiry by the wall clock: poll (bounded) until the entry is stale.
+        deadline = time.monotonic() + 10
+        while not _expired(client, "/releases/2") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.clear_memory_cache()
+        assert client.get_release(2) == {"id": 2}
+        first, second = client.timeline()
+    assert (first.status, first.from_cache) == (200, False)
+    assert (second.status, second.from_cache) == (500, True)
+    assert scripted.hits("/releases/2") == 2
+
+
+def _expired(client: DiscogsClient, path: str) -> bool:
+    """White-box: is the stored HTTP-cache entry for ``path`` past its expiry yet?"""
+    session = client._session
+    prepared = session.prepare_request(requests.Request("GET", client.base_url + path))
+    cached = session.cache.get_response(session.cache.create_key(prepared, verify=True))
+    return cached is not None and bool(cached.is_expired)
+
+
+def test_threads_share_one_client(scripted: ScriptedServer, tmp_path: Path) -> None:
+    for n in range(40):
+        scripted.script(f"/releases/{n}", Reply(body={"id": n}))
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+
+        def fetch(n: int) -> int:
+            return int(client.get_release(n)["id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sorted(pool.map(fetch, list(range(40)) * 3)) == sorted(list(range(40)) * 3)
+        stats = client.stats()
+    assert all(scripted.hits(f"/releases/{n}") >= 1 for n in range(40))
+    assert stats.network_requests == sum(scripted.hits(f"/releases/{n}") for n in range(40))
+    assert stats.network_requests + stats.cache_hits + stats.memory_hits == 120
+
+
+def test_closed_client_refuses(tmp_path: Path) -> None:
+    client = DiscogsClient(cache_path=":memory:", settings=Settings(data_dir=tmp_path))
+    client.close()
+    client.close()  # idempotent
+    with pytest.raises(DiscogsError, match="closed"):
+        client.get_release(1)
