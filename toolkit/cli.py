@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats(commands)
     _add_query(commands)
     _add_cache(commands)
+    _add_serve(commands)
     del commands
     return parser
 
@@ -257,4 +258,75 @@ def _run_cache(args: argparse.Namespace) -> int:
     stats = http_cache_stats(path)
     for key, value in stats.items():
         print(f"{key:<10} {value}")
+    return 0
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``serve``: run the Discogs API simulator on loopback until Ctrl-C."""
+    parser = commands.add_parser(
+        "serve",
+        help="run the local Discogs API simulator",
+        description="Serve the Discogs API simulator (real shapes, strict rate limit) until Ctrl-C. "
+        "Prints its URL on one line; point DISCOGS_API_URL at it.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--releases", type=int, default=5000, help="catalogue size (<= 100000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of catalogue, users and faults")
+    parser.add_argument("--rate-limit", type=int, default=60, help="requests per window")
+    parser.add_argument(
+        "--rate-limit-unauthenticated", type=int, default=None, help="default min(25, rate limit)"
+    )
+    parser.add_argument("--window", type=float, default=60.0, help="rate-limit window, seconds")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per response")
+    parser.add_argument("--jitter", type=float, default=0.02, help="+/- seconds of latency")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
+    parser.add_argument("--reset-rate", type=float, default=0.0, help="share of dropped sockets")
+    parser.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
+    parser.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME=ITEMS",
+        help="add a user with ITEMS collection items (repeatable; 'demo' always exists)",
+    )
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import contextlib
+    import threading
+
+    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
+
+    try:
+        catalogue = Catalogue(releases=args.releases, seed=args.seed)
+        for spec in args.user:
+            name, _, items = spec.partition("=")
+            catalogue.user(name, items=int(items or 100))
+        faults = FaultPlan(error_rate=args.error_rate, reset_rate=args.reset_rate)
+        simulator = DiscogsSimulator(
+            catalogue,
+            host=args.host,
+            port=args.port,
+            rate_limit=args.rate_limit,
+            rate_limit_unauthenticated=args.rate_limit_unauthenticated,
+            window=args.window,
+            retry_after=args.retry_after,
+            latency=args.latency,
+            jitter=args.jitter,
+            faults=faults,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"discogs-toolkit serve: error: {exc}", file=sys.stderr)
+        return 2
+    with simulator:
+        print(simulator.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
     return 0
