@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint venv clean
+.PHONY: demo test lint venv clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The simulator's limit is raised from Discogs' 60/min so the ~1,500-release demo pulls in ~2 min.
+DEMO_RATE_LIMIT ?= 900
+DEMO_LATENCY ?= 0.02
+
+demo: $(STAMP)
+	$(BIN)/discogs-toolkit pull --simulator --username demo \
+		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
+	$(BIN)/python -m toolkit.notebook --output reports --simulator-rate-limit $(DEMO_RATE_LIMIT)
+	@echo "database:  data/collection.duckdb   (try: $(BIN)/discogs-toolkit stats)"
+	@echo "notebooks: reports/*.ipynb and reports/*.html, charts: reports/*.png"
+	@echo "open them live with: $(BIN)/jupyter lab notebooks/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests

@@ -112,6 +112,11 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
     parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="use the built-in simulator even when DISCOGS_TOKEN / DISCOGS_API_URL are set",
+    )
+    parser.add_argument(
         "--simulator-rate-limit",
         type=_positive_int,
         default=None,
@@ -170,22 +175,25 @@ def _run_pull(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     db_path = _database_path(args, settings)
     with ExitStack() as stack:
-        if not settings.discogs_api_url_configured and not settings.has_token:
+        if args.simulator or not (settings.discogs_api_url_configured or settings.has_token):
             from toolkit.discogs.simulator import DiscogsSimulator
 
             username = args.username or "demo"
+            reason = "--simulator" if args.simulator else "No DISCOGS_TOKEN or DISCOGS_API_URL set"
+            rate = args.simulator_rate_limit or 60
             simulator = stack.enter_context(
                 DiscogsSimulator(
-                    rate_limit=args.simulator_rate_limit or 60,
+                    rate_limit=rate,
+                    rate_limit_unauthenticated=rate,
                     latency=0.05 if args.simulator_latency is None else args.simulator_latency,
                 )
             )
             print(
-                f"No DISCOGS_TOKEN or DISCOGS_API_URL set: pulling user {username!r} from the "
-                f"built-in simulator at {simulator.url}.",
+                f"{reason}: pulling user {username!r} from the built-in simulator at "
+                f"{simulator.url}.",
                 flush=True,
             )
-            client = DiscogsClient(base_url=simulator.url, settings=settings)
+            client = DiscogsClient("", base_url=simulator.url, settings=settings)
         else:
             if not args.username:
                 print(
