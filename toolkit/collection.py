@@ -1,0 +1,730 @@
+"""The versioned collection schema (same on DuckDB and sqlite) and a bulk, idempotent loader.
+
+Conventions: multi-value fields are rows (one genre per row, never split on commas); year 0
+("unknown" on Discogs) is NULL; in ``release_artists`` ``role IS NULL`` marks the release's main
+artists while credits (``extraartists``) carry their role text; ``release_formats.descriptions``
+and ``collection_items.notes`` hold the API's list as JSON text; ``tracks.sequence`` is the index
+in the tracklist (heading rows are kept with an empty/NULL position); ``fetched_at`` is naive UTC
+(TIMESTAMP on DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known
+only from a collection page's ``basic_information``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from toolkit.db import Database
+from toolkit.errors import DatabaseError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "CollectionDataError",
+    "clear_failures",
+    "create_schema",
+    "known_release_ids",
+    "load_collection",
+    "permanent_failure_ids",
+    "record_failure",
+    "remove_missing_items",
+    "schema_version",
+]
+
+SCHEMA_VERSION = 2
+
+
+class CollectionDataError(DatabaseError, ValueError):
+    """The Discogs JSON handed to :func:`load_collection` is structurally unusable."""
+
+
+# ---------------------------------------------------------------------------------------- schema
+
+_INT, _BIG, _TXT, _DBL, _BOOL, _TS = (
+    pa.int32(),
+    pa.int64(),
+    pa.string(),
+    pa.float64(),
+    pa.bool_(),
+    pa.timestamp("us"),
+)
+
+#: Every table's columns and their Arrow types (the DDL below follows the same order).
+TABLES: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
+    "collection_items": (
+        ("instance_id", _BIG),
+        ("username", _TXT),
+        ("folder_id", _BIG),
+        ("release_id", _BIG),
+        ("rating", _INT),
+        ("date_added", _TXT),
+        ("notes", _TXT),
+    ),
+    "releases": (
+        ("release_id", _BIG),
+        ("title", _TXT),
+        ("year", _INT),
+        ("country", _TXT),
+        ("released", _TXT),
+        ("master_id", _BIG),
+        ("status", _TXT),
+        ("data_quality", _TXT),
+        ("lowest_price", _DBL),
+        ("num_for_sale", _INT),
+        ("community_have", _INT),
+        ("community_want", _INT),
+        ("community_rating_average", _DBL),
+        ("community_rating_count", _INT),
+        ("fetched_at", _TS),
+    ),
+    "artists": (("artist_id", _BIG), ("name", _TXT)),
+    "release_artists": (
+        ("release_id", _BIG),
+        ("artist_id", _BIG),
+        ("position", _INT),
+        ("anv", _TXT),
+        ("join_phrase", _TXT),
+        ("role", _TXT),
+    ),
+    "labels": (("label_id", _BIG), ("name", _TXT)),
+    "release_labels": (("release_id", _BIG), ("label_id", _BIG), ("catno", _TXT)),
+    "release_genres": (("release_id", _BIG), ("genre", _TXT)),
+    "release_styles": (("release_id", _BIG), ("style", _TXT)),
+    "release_formats": (
+        ("release_id", _BIG),
+        ("position", _INT),
+        ("name", _TXT),
+        ("qty", _INT),
+        ("descriptions", _TXT),
+        ("text", _TXT),
+    ),
+    "tracks": (
+        ("release_id", _BIG),
+        ("position", _TXT),
+        ("sequence", _INT),
+        ("title", _TXT),
+        ("duration_seconds", _INT),
+        ("type", _TXT),
+    ),
+    "pull_failures": (
+        ("release_id", _BIG),
+        ("error", _TXT),
+        ("attempts", _INT),
+        ("last_attempt", _TS),
+        ("permanent", _BOOL),
+    ),
+}
+
+_CHILD_TABLES = (
+    "release_artists",
+    "release_labels",
+    "release_genres",
+    "release_styles",
+    "release_formats",
+    "tracks",
+)
+
+# Written with DuckDB type names; _ddl() maps them for sqlite.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE collection_items (
+            instance_id BIGINT PRIMARY KEY, username VARCHAR, folder_id BIGINT,
+            release_id BIGINT NOT NULL, rating INTEGER, date_added VARCHAR, notes VARCHAR)""",
+        """CREATE TABLE releases (
+            release_id BIGINT PRIMARY KEY, title VARCHAR, year INTEGER, country VARCHAR,
+            released VARCHAR, master_id BIGINT, status VARCHAR, data_quality VARCHAR,
+            lowest_price DOUBLE, num_for_sale INTEGER, community_have INTEGER,
+            community_want INTEGER, community_rating_average DOUBLE,
+            community_rating_count INTEGER, fetched_at TIMESTAMP)""",
+        "CREATE TABLE artists (artist_id BIGINT PRIMARY KEY, name VARCHAR)",
+        """CREATE TABLE release_artists (
+            release_id BIGINT NOT NULL, artist_id BIGINT, position INTEGER NOT NULL,
+            anv VARCHAR, join_phrase VARCHAR, role VARCHAR)""",
+        "CREATE TABLE labels (label_id BIGINT PRIMARY KEY, name VARCHAR)",
+        """CREATE TABLE release_labels (
+            release_id BIGINT NOT NULL, label_id BIGINT, catno VARCHAR)""",
+        "CREATE TABLE release_genres (release_id BIGINT NOT NULL, genre VARCHAR NOT NULL)",
+        "CREATE TABLE release_styles (release_id BIGINT NOT NULL, style VARCHAR NOT NULL)",
+        """CREATE TABLE release_formats (
+            release_id BIGINT NOT NULL, position INTEGER NOT NULL, name VARCHAR, qty INTEGER,
+            descriptions VARCHAR, text VARCHAR)""",
+        """CREATE TABLE tracks (
+            release_id BIGINT NOT NULL, position VARCHAR, sequence INTEGER NOT NULL,
+            title VARCHAR, duration_seconds INTEGER, type VARCHAR)""",
+    ),
+    2: (
+        """CREATE TABLE pull_failures (
+            release_id BIGINT PRIMARY KEY, error VARCHAR, attempts INTEGER NOT NULL,
+            last_attempt TIMESTAMP, permanent BOOLEAN NOT NULL)""",
+    ),
+}
+
+_SQLITE_INDEXES = (
+    *(f"CREATE INDEX IF NOT EXISTS ix_{t}_release ON {t} (release_id)" for t in _CHILD_TABLES),
+    "CREATE INDEX IF NOT EXISTS ix_collection_items_release ON collection_items (release_id)",
+    "CREATE INDEX IF NOT EXISTS ix_collection_items_user ON collection_items (username, folder_id)",
+)
+
+_VIEW = """CREATE VIEW collection AS
+WITH artist_agg AS (
+    SELECT release_id, {agg_name_pos} AS artists FROM (
+        SELECT ra.release_id, ra.position, COALESCE(a.name, ra.anv) AS name
+        FROM release_artists ra LEFT JOIN artists a ON a.artist_id = ra.artist_id
+        WHERE ra.role IS NULL ORDER BY ra.release_id, ra.position) AS s
+    GROUP BY release_id),
+label_agg AS (
+    SELECT release_id, {agg_name_name} AS labels FROM (
+        SELECT DISTINCT rl.release_id, lb.name
+        FROM release_labels rl JOIN labels lb ON lb.label_id = rl.label_id
+        WHERE lb.name IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+catno_agg AS (
+    SELECT release_id, {agg_catno} AS catnos FROM (
+        SELECT DISTINCT release_id, catno FROM release_labels
+        WHERE catno IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+genre_agg AS (
+    SELECT release_id, {agg_genre} AS genres FROM (
+        SELECT release_id, genre FROM release_genres ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+style_agg AS (
+    SELECT release_id, {agg_style} AS styles FROM (
+        SELECT release_id, style FROM release_styles ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+format_agg AS (
+    SELECT release_id, {agg_name_pos} AS formats FROM (
+        SELECT release_id, position, name FROM release_formats
+        WHERE name IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id)
+SELECT ci.instance_id, ci.username, ci.folder_id, ci.release_id, ci.rating, ci.date_added,
+    aa.artists, r.title, la.labels, ca.catnos, r.year, r.country, r.released,
+    ga.genres, sa.styles, fa.formats, r.master_id, r.status, r.data_quality,
+    r.lowest_price, r.num_for_sale, r.community_have, r.community_want,
+    r.community_rating_average, r.community_rating_count, ci.notes, r.fetched_at
+FROM collection_items ci
+LEFT JOIN releases r ON r.release_id = ci.release_id
+LEFT JOIN artist_agg aa ON aa.release_id = ci.release_id
+LEFT JOIN label_agg la ON la.release_id = ci.release_id
+LEFT JOIN catno_agg ca ON ca.release_id = ci.release_id
+LEFT JOIN genre_agg ga ON ga.release_id = ci.release_id
+LEFT JOIN style_agg sa ON sa.release_id = ci.release_id
+LEFT JOIN format_agg fa ON fa.release_id = ci.release_id"""
+
+
+def _ddl(db: Database, statement: str) -> str:
+    if db.engine == "duckdb":
+        return statement
+    return (
+        statement.replace("BIGINT", "INTEGER")
+        .replace("VARCHAR", "TEXT")
+        .replace("DOUBLE", "REAL")
+        .replace("TIMESTAMP", "TEXT")
+    )
+
+
+def _view_sql(db: Database) -> str:
+    def agg(column: str, order: str) -> str:
+        if db.engine == "duckdb":
+            return f"string_agg({column}, ', ' ORDER BY {order})"
+        # sqlite < 3.44 has no ORDER BY in aggregates; the inner subquery is ordered instead.
+        return f"group_concat({column}, ', ')"
+
+    return _VIEW.format(
+        agg_name_pos=agg("name", "position"),
+        agg_name_name=agg("name", "name"),
+        agg_catno=agg("catno", "catno"),
+        agg_genre=agg("genre", "genre"),
+        agg_style=agg("style", "style"),
+    )
+
+
+def schema_version(db: Database) -> int:
+    """The schema version stored in ``db`` (0 when the schema was never created)."""
+    if not db.table_exists("schema_version"):
+        return 0
+    return int(db.scalar("SELECT max(version) FROM schema_version") or 0)
+
+
+def create_schema(db: Database) -> int:
+    """Create or upgrade the collection schema to :data:`SCHEMA_VERSION`; idempotent.
+
+    Applies the missing migrations in one transaction, then (re)creates the ``collection`` view.
+    A database written by a newer toolkit raises :class:`DatabaseError`. Returns the version.
+    """
+    with db.transaction():
+        current = schema_version(db)
+        if current > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database has collection schema version {current}, newer than this "
+                f"toolkit's {SCHEMA_VERSION}: upgrade discogs-toolkit"
+            )
+        if not db.table_exists("schema_version"):
+            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            db.execute("INSERT INTO schema_version VALUES (0)")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                db.execute(_ddl(db, statement))
+        if current != SCHEMA_VERSION:
+            db.execute("UPDATE schema_version SET version = ?", [SCHEMA_VERSION])
+        if db.engine == "sqlite":
+            for statement in _SQLITE_INDEXES:
+                db.execute(statement)
+        db.execute("DROP VIEW IF EXISTS collection")
+        db.execute(_view_sql(db))
+    return SCHEMA_VERSION
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+
+def _bad(where: str, message: str) -> CollectionDataError:
+    return CollectionDataError(f"{where}: {message}")
+
+
+def _id(value: Any, where: str) -> int:
+    """A required positive integer id."""
+    if type(value) is int and value > 0:
+        return value
+    if type(value) is str and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    raise _bad(where, f"expected a positive integer id, got {value!r}")
+
+
+def _opt_int(value: Any) -> int | None:
+    """An optional integer: None, '', bools and unparsable values become None."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is str:
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return None
+
+
+def _opt_id(value: Any) -> int | None:
+    number = _opt_int(value)
+    return number if number is not None and number > 0 else None
+
+
+def _opt_float(value: Any) -> float | None:
+    if type(value) in (int, float):
+        return float(value)
+    if type(value) is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """Optional text: None and '' become None; other scalars are stringified."""
+    if value is None or value == "":
+        return None
+    if type(value) is str:
+        return value
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _bad(where, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _records(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(where, f"expected a list, got {type(value).__name__}")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise _bad(f"{where}[{index}]", f"expected an object, got {type(entry).__name__}")
+    return value
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(where, f"expected a list of strings, got {type(value).__name__}")
+    seen: dict[str, None] = {}
+    for entry in value:
+        text = _text(entry)
+        if text is not None:
+            seen[text] = None
+    return list(seen)
+
+
+def _duration(value: Any) -> int | None:
+    """``"3:25"`` → 205, ``"1:02:03"`` → 3723; empty or malformed → None."""
+    if type(value) is not str or not value.strip():
+        return None
+    total = 0
+    parts = value.strip().split(":")
+    if len(parts) > 3:
+        return None
+    for part in parts:
+        if not part.isdigit():
+            return None
+        total = total * 60 + int(part)
+    return total
+
+
+@dataclass(slots=True)
+class _Release:
+    """One release, flattened into rows for every table it touches."""
+
+    release_id: int
+    row: tuple[Any, ...]
+    artists: list[tuple[Any, ...]] = field(default_factory=list)
+    artist_names: list[tuple[int, str | None]] = field(default_factory=list)
+    labels: list[tuple[Any, ...]] = field(default_factory=list)
+    label_names: list[tuple[int, str | None]] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    styles: list[str] = field(default_factory=list)
+    formats: list[tuple[Any, ...]] = field(default_factory=list)
+    tracks: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _credit_rows(
+    release: _Release, entries: list[Mapping[str, Any]], main: bool, where: str
+) -> None:
+    rid = release.release_id
+    for position, artist in enumerate(entries):
+        artist_id = _opt_id(artist.get("id"))
+        name = _text(artist.get("name"))
+        anv = _text(artist.get("anv"))
+        if artist_id is None and anv is None:
+            anv = name  # keep the credited name when Discogs has no artist page for it
+        if artist_id is not None:
+            release.artist_names.append((artist_id, name))
+        role = None if main else (_text(artist.get("role")) or "")
+        release.artists.append((rid, artist_id, position, anv, _text(artist.get("join")), role))
+
+
+def _common(release: _Release, data: Mapping[str, Any], where: str) -> None:
+    """Artists, labels, genres, styles and formats: shared by full releases and basic_information."""
+    rid = release.release_id
+    _credit_rows(release, _records(data.get("artists"), f"{where}.artists"), True, where)
+    for label in _records(data.get("labels"), f"{where}.labels"):
+        label_id = _opt_id(label.get("id"))
+        if label_id is not None:
+            release.label_names.append((label_id, _text(label.get("name"))))
+        catno = label.get("catno")
+        release.labels.append((rid, label_id, None if catno is None else str(catno)))
+    release.genres = _strings(data.get("genres"), f"{where}.genres")
+    release.styles = _strings(data.get("styles"), f"{where}.styles")
+    for position, fmt in enumerate(_records(data.get("formats"), f"{where}.formats")):
+        descriptions = fmt.get("descriptions")
+        release.formats.append(
+            (
+                rid,
+                position,
+                _text(fmt.get("name")),
+                _opt_int(fmt.get("qty")),
+                json.dumps(descriptions, ensure_ascii=False)
+                if isinstance(descriptions, list)
+                else None,
+                _text(fmt.get("text")),
+            )
+        )
+
+
+def _year(value: Any) -> int | None:
+    year = _opt_int(value)
+    return year if year else None  # 0 is Discogs' "unknown"
+
+
+def _parse_release(index: int, data: Any, fetched_at: Any) -> _Release:
+    where = f"releases[{index}]"
+    data = _mapping(data, where)
+    rid = _id(data.get("id"), f"{where}.id")
+    community = _mapping(data.get("community"), f"{where}.community")
+    rating = _mapping(community.get("rating"), f"{where}.community.rating")
+    row = (
+        rid,
+        _text(data.get("title")),
+        _year(data.get("year")),
+        _text(data.get("country")),
+        _text(data.get("released")),
+        _opt_id(data.get("master_id")),
+        _text(data.get("status")),
+        _text(data.get("data_quality") or community.get("data_quality")),
+        _opt_float(data.get("lowest_price")),
+        _opt_int(data.get("num_for_sale")),
+        _opt_int(community.get("have")),
+        _opt_int(community.get("want")),
+        _opt_float(rating.get("average")),
+        _opt_int(rating.get("count")),
+        fetched_at,
+    )
+    release = _Release(rid, row)
+    _common(release, data, where)
+    _credit_rows(release, _records(data.get("extraartists"), f"{where}.extraartists"), False, where)
+    for sequence, track in enumerate(_records(data.get("tracklist"), f"{where}.tracklist")):
+        release.tracks.append(
+            (
+                rid,
+                _text(track.get("position")),
+                sequence,
+                _text(track.get("title")),
+                _duration(track.get("duration")),
+                _text(track.get("type_") or track.get("type")) or "track",
+            )
+        )
+    return release
+
+
+def _parse_item(
+    index: int, item: Any, username: str | None
+) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
+    where = f"items[{index}]"
+    item = _mapping(item, where)
+    basic = _mapping(item.get("basic_information"), f"{where}.basic_information")
+    instance_id = _id(item.get("instance_id"), f"{where}.instance_id")
+    raw_id = item.get("id", basic.get("id"))
+    release_id = _id(raw_id, f"{where}.id")
+    if basic.get("id") is not None and _id(basic.get("id"), where) != release_id:
+        raise _bad(where, f"id {raw_id!r} differs from basic_information.id {basic.get('id')!r}")
+    notes = item.get("notes")
+    row = (
+        instance_id,
+        username if username is not None else _text(item.get("username")),
+        _opt_int(item.get("folder_id")),
+        release_id,
+        _opt_int(item.get("rating")),
+        _text(item.get("date_added")),
+        None if notes is None or notes == [] else _text(notes),
+    )
+    return row, basic
+
+
+def _parse_basic(release_id: int, basic: Mapping[str, Any], where: str) -> _Release:
+    row = (
+        release_id,
+        _text(basic.get("title")),
+        _year(basic.get("year")),
+        *(None,) * 2,
+        _opt_id(basic.get("master_id")),
+        *(None,) * 9,
+    )
+    release = _Release(release_id, row)
+    _common(release, basic, where)
+    return release
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _storage_time(db: Database, moment: datetime) -> Any:
+    """Naive UTC: a datetime for DuckDB, fixed-width ISO text for sqlite (so text compares work)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if db.engine == "duckdb":
+        return moment
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _frame(db: Database, table: str, rows: Sequence[tuple[Any, ...]]) -> Any:
+    """Rows as a typed Arrow table (DuckDB) or a column dict (sqlite), for Database.temp_table."""
+    spec = TABLES[table]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(spec)
+    if db.engine == "sqlite":
+        return {name: values for (name, _), values in zip(spec, columns, strict=True)}
+    return pa.table(
+        [pa.array(values, type=kind) for (_, kind), values in zip(spec, columns, strict=True)],
+        names=[name for name, _ in spec],
+    )
+
+
+def _ids_frame(db: Database, ids: Iterable[int], column: str = "release_id") -> Any:
+    values = list(ids)
+    if db.engine == "sqlite":
+        return {column: values}
+    return pa.table([pa.array(values, type=_BIG)], names=[column])
+
+
+def _upsert(table: str, key: str, where: str | None = None) -> str:
+    names = [name for name, _ in TABLES[table]]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+    condition = f" WHERE {where}" if where else ""
+    columns = ", ".join(names)
+    # "WHERE true" keeps sqlite from reading ON CONFLICT as a join constraint of the SELECT.
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _tk_{table} WHERE true "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}{condition}"
+    )
+
+
+def load_collection(
+    db: Database,
+    items: Sequence[Mapping[str, Any]] = (),
+    releases: Sequence[Mapping[str, Any]] = (),
+    *,
+    username: str | None = None,
+    fetched_at: datetime | None = None,
+) -> dict[str, int]:
+    """Write collection items and full releases (Discogs API JSON) in one transaction.
+
+    ``items`` are entries of a collection page's ``releases[]`` (with ``basic_information``);
+    ``releases`` are full ``/releases/{id}`` objects, stamped ``fetched_at`` (default: now, UTC).
+    Idempotent: the same input with the same ``fetched_at`` leaves identical tables. A full
+    release replaces all its child rows; an item whose release has no details yet gets a release
+    row (``fetched_at`` NULL) and child rows from ``basic_information``, which never overwrite a
+    detailed release. Structurally bad input raises :class:`CollectionDataError` before anything
+    is written. Returns the number of rows written per table.
+    """
+    stamp = _storage_time(db, fetched_at if fetched_at is not None else datetime.now(UTC))
+    detailed: dict[int, _Release] = {}
+    for index, data in enumerate(releases):
+        release = _parse_release(index, data, stamp)
+        detailed[release.release_id] = release
+    item_rows: dict[int, tuple[Any, ...]] = {}
+    basics: dict[int, tuple[Mapping[str, Any], str]] = {}
+    for index, item in enumerate(items):
+        row, basic = _parse_item(index, item, username)
+        item_rows[row[0]] = row
+        if row[3] not in detailed:
+            basics[row[3]] = (basic, f"items[{index}].basic_information")
+    parsed_basics = {rid: _parse_basic(rid, basic, where) for rid, (basic, where) in basics.items()}
+
+    with db.transaction():
+        if parsed_basics:
+            with db.temp_table("_tk_ids", _ids_frame(db, parsed_basics)):
+                already = db.fetchall(
+                    "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL "
+                    "AND release_id IN (SELECT release_id FROM _tk_ids)"
+                )
+            for (rid,) in already:
+                del parsed_basics[rid]
+        chosen = [*detailed.values(), *parsed_basics.values()]
+        rows: dict[str, list[tuple[Any, ...]]] = {
+            "releases": [r.row for r in chosen],
+            "collection_items": list(item_rows.values()),
+            "release_artists": [row for r in chosen for row in r.artists],
+            "release_labels": [row for r in chosen for row in r.labels],
+            "release_genres": [(r.release_id, g) for r in chosen for g in r.genres],
+            "release_styles": [(r.release_id, s) for r in chosen for s in r.styles],
+            "release_formats": [row for r in chosen for row in r.formats],
+            "tracks": [row for r in chosen for row in r.tracks],
+            "artists": list({a: (a, n) for r in chosen for a, n in r.artist_names}.values()),
+            "labels": list({i: (i, n) for r in chosen for i, n in r.label_names}.values()),
+        }
+        with db.temp_table("_tk_ids", _ids_frame(db, (r.release_id for r in chosen))):
+            for table in _CHILD_TABLES:
+                db.execute(
+                    f"DELETE FROM {table} WHERE release_id IN (SELECT release_id FROM _tk_ids)"
+                )
+        for table, table_rows in rows.items():
+            if not table_rows:
+                continue
+            with db.temp_table(f"_tk_{table}", _frame(db, table, table_rows)):
+                if table == "releases":
+                    # Never let basic_information replace a detailed release.
+                    sql = _upsert(
+                        table,
+                        "release_id",
+                        "releases.fetched_at IS NULL OR excluded.fetched_at IS NOT NULL",
+                    )
+                elif table == "collection_items":
+                    sql = _upsert(table, "instance_id")
+                elif table == "artists":
+                    sql = _upsert(table, "artist_id")
+                elif table == "labels":
+                    sql = _upsert(table, "label_id")
+                else:
+                    sql = f"INSERT INTO {table} SELECT * FROM _tk_{table}"
+                db.execute(sql)
+    return {table: len(table_rows) for table, table_rows in rows.items()}
+
+
+# ------------------------------------------------------------------------ pull pipeline helpers
+
+
+def known_release_ids(db: Database, fresh_since: datetime | None = None) -> set[int]:
+    """Ids of releases with full details (``fetched_at`` set), optionally fetched at/after a time.
+
+    A naive ``fresh_since`` is taken as UTC.
+    """
+    sql = "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL"
+    params: list[Any] = []
+    if fresh_since is not None:
+        sql += " AND fetched_at >= ?"
+        params.append(_storage_time(db, fresh_since))
+    return {int(rid) for (rid,) in db.fetchall(sql, params)}
+
+
+def remove_missing_items(
+    db: Database, username: str, folder_id: int, keep_instance_ids: Iterable[int]
+) -> int:
+    """Delete ``username``'s items (in ``folder_id``; 0 = every folder) not in ``keep_instance_ids``.
+
+    Releases stay (they are a cache of details). Returns the number of items deleted.
+    """
+    keep = _ids_frame(db, {int(i) for i in keep_instance_ids}, "instance_id")
+    condition = "username = ?"
+    params: list[Any] = [username]
+    if folder_id != 0:
+        condition += " AND folder_id = ?"
+        params.append(folder_id)
+    condition += " AND instance_id NOT IN (SELECT instance_id FROM _tk_keep)"
+    with db.transaction(), db.temp_table("_tk_keep", keep):
+        doomed = int(db.scalar(f"SELECT count(*) FROM collection_items WHERE {condition}", params))
+        if doomed:
+            db.execute(f"DELETE FROM collection_items WHERE {condition}", params)
+    return doomed
+
+
+def record_failure(
+    db: Database,
+    release_id: int,
+    error: str,
+    permanent: bool,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Note a failed fetch of ``release_id`` (attempts += 1, last_attempt = now); returns attempts."""
+    stamp = _storage_time(db, now if now is not None else datetime.now(UTC))
+    with db.transaction():
+        db.execute(
+            "INSERT INTO pull_failures (release_id, error, attempts, last_attempt, permanent) "
+            "VALUES (?, ?, 1, ?, ?) ON CONFLICT (release_id) DO UPDATE SET "
+            "error = excluded.error, attempts = pull_failures.attempts + 1, "
+            "last_attempt = excluded.last_attempt, permanent = excluded.permanent",
+            [release_id, error, stamp, bool(permanent)],
+        )
+        attempts = db.scalar(
+            "SELECT attempts FROM pull_failures WHERE release_id = ?", [release_id]
+        )
+    return int(attempts)
+
+
+def clear_failures(db: Database, release_ids: Iterable[int]) -> int:
+    """Forget the failures of these releases (e.g. after a successful fetch); returns rows deleted."""
+    ids = {int(i) for i in release_ids}
+    if not ids:
+        return 0
+    condition = "release_id IN (SELECT release_id FROM _tk_ids)"
+    with db.transaction(), db.temp_table("_tk_ids", _ids_frame(db, ids)):
+        doomed = int(db.scalar(f"SELECT count(*) FROM pull_failures WHERE {condition}"))
+        if doomed:
+            db.execute(f"DELETE FROM pull_failures WHERE {condition}")
+    return doomed
+
+
+def permanent_failure_ids(db: Database) -> set[int]:
+    """Releases whose failure was marked permanent (e.g. 404): not worth fetching again."""
+    rows = db.fetchall("SELECT release_id FROM pull_failures WHERE permanent")
+    return {int(rid) for (rid,) in rows}
