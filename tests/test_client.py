@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +18,9 @@ import pytest
 import requests
 
 from toolkit.config import Settings
+from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
+from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.errors import (
     DiscogsAuthError,
     DiscogsError,
@@ -382,3 +386,227 @@ def test_closed_client_refuses(tmp_path: Path) -> None:
     client.close()  # idempotent
     with pytest.raises(DiscogsError, match="closed"):
         client.get_release(1)
+
+
+# --------------------------------------------------------------------------- simulator tests
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    cat = Catalogue(releases=2000, seed=3)
+    cat.user("walker", items=120)
+    cat.user("alice", items=30)
+    cat.user("bob", items=30)
+    return cat
+
+
+def sim_client(
+    sim: DiscogsSimulator, cache: Path, token: str | None = TOKEN, **kwargs: Any
+) -> DiscogsClient:
+    return make_client(sim.url, cache, token, **kwargs)
+
+
+def walk(
+    client: DiscogsClient, username: str, per_page: int = 50
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The collection items, then every release's details fetched by a small thread pool."""
+    items = list(client.iter_collection(username, per_page=per_page))
+    ids = sorted({int(item["id"]) for item in items})
+    with ThreadPoolExecutor(6) as pool:
+        details = dict(zip(ids, pool.map(client.get_release, ids), strict=True))
+    return items, details
+
+
+def test_walk_then_warm_walks_send_nothing(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("walker")
+    expected = [item["instance_id"] for item in user.items]
+    unique = len({item["id"] for item in user.items})
+    cache = tmp_path / "http.sqlite"
+    with DiscogsSimulator(catalogue, rate_limit=1000, latency=0, jitter=0) as sim:
+        with sim_client(sim, cache) as client:
+            items, details = walk(client, "walker")
+            assert [item["instance_id"] for item in items] == expected
+            assert all(details[rid]["id"] == rid and details[rid]["title"] for rid in details)
+            cold = sim.stats()
+            assert cold.by_kind == {"collection": 3, "release": unique}
+            assert client.stats().network_requests == cold.requests == 3 + unique
+            assert len(client.timeline()) == cold.requests
+            # warm, same client: answered from memory
+            client.reset_stats()
+            sim.reset_counters()
+            assert walk(client, "walker") == (items, details)
+            assert sim.stats().requests == 0
+            assert client.stats() == ClientStats(memory_hits=3 + unique)
+        # warm, a fresh client on the same cache file: answered from the HTTP cache
+        with sim_client(sim, cache) as fresh:
+            assert walk(fresh, "walker") == (items, details)
+            assert sim.stats().requests == 0
+            assert fresh.stats() == ClientStats(cache_hits=3 + unique)
+            assert fresh.timeline() == []
+
+
+def test_learns_a_strict_window_and_gets_no_429(catalogue: Catalogue, tmp_path: Path) -> None:
+    limiter = SlidingWindowLimiter(30, 1.0)  # a guess higher than the server's 10/s
+    with (
+        DiscogsSimulator(catalogue, rate_limit=10, window=1.0, latency=0, jitter=0) as sim,
+        sim_client(sim, tmp_path / "c.sqlite", limiter=limiter) as client,
+    ):
+        client.get_user("walker")
+        assert client.limiter.limit == 10
+        ids = catalogue.release_ids()[:24]
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(client.get_release, ids))
+        assert [release["id"] for release in got] == ids
+        assert sim.stats().throttled == 0
+        assert client.stats().rate_limited == 0
+        assert client.stats().limiter_wait_seconds > 0  # it really had to hold back
+        # the server saw at most 10 requests in any 1-second window
+        times = sorted(record.time for record in sim.request_log)
+        assert all(later - earlier > 1.0 for earlier, later in zip(times, times[10:], strict=False))
+
+
+def test_slows_down_when_another_program_shares_the_token(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    ids = catalogue.release_ids()[:14]
+    with DiscogsSimulator(catalogue, rate_limit=10, window=1.5, latency=0, jitter=0) as sim:
+        with sim_client(
+            sim, tmp_path / "other.sqlite", limiter=SlidingWindowLimiter(10, 1.5)
+        ) as other:
+            for rid in ids[:7]:  # another program spends 7 of the 10
+                other.get_release(rid)
+        limiter = SlidingWindowLimiter(10, 1.5)
+        with sim_client(sim, tmp_path / "mine.sqlite", limiter=limiter) as client:
+            client.get_release(ids[7])
+            # the server said 2 remain: the limiter now believes so too
+            assert limiter.get_tokens() == 2
+            for rid in ids[8:]:
+                assert client.get_release(rid)["id"] == rid
+            assert client.stats().limiter_wait_seconds > 0
+            assert client.stats().rate_limited == 0
+        assert sim.stats().throttled == 0
+
+
+def test_faults_and_429_storm_lose_no_item(catalogue: Catalogue, tmp_path: Path) -> None:
+    plan = FaultPlan(
+        error_rate=0.10, reset_rate=0.05, malformed_rate=0.02, throttle_storms=((15, 6), (60, 4))
+    )
+    user = catalogue.user("walker")
+    with (
+        DiscogsSimulator(
+            catalogue, rate_limit=1000, latency=0, jitter=0, faults=plan, seed=5
+        ) as sim,
+        sim_client(
+            sim,
+            tmp_path / "c.sqlite",
+            limiter=SlidingWindowLimiter(1000, 0.1),
+            max_retries=8,
+            backoff_base=0.005,
+            sleep=time.sleep,
+        ) as client,
+    ):
+        items, details = walk(client, "walker", per_page=25)
+        faults = sim.stats().faults
+        stats = client.stats()
+    counts = Counter(item["instance_id"] for item in items)
+    assert counts == Counter(item["instance_id"] for item in user.items)
+    assert set(counts.values()) == {1}
+    assert all(details[rid]["id"] == rid for rid in details)
+    assert len(details) == len({item["id"] for item in user.items})
+    assert faults.get("error", 0) > 0 and faults.get("reset", 0) > 0 and faults["storm"] == 10
+    assert stats.rate_limited >= 10
+    assert stats.retries >= faults.get("error", 0) + faults.get("reset", 0)
+
+
+def test_tokens_never_see_each_others_cache(catalogue: Catalogue, tmp_path: Path) -> None:
+    cache = tmp_path / "shared.sqlite"
+    tokens = {TOKEN: "alice", OTHER_TOKEN: "bob"}
+    with DiscogsSimulator(catalogue, rate_limit=1000, latency=0, jitter=0, tokens=tokens) as sim:
+        rid = catalogue.release_ids()[0]
+        with sim_client(sim, cache, TOKEN) as alice:
+            assert alice.identity()["username"] == "alice"
+            assert "minimum" in alice.get_collection_value("alice")
+            alice.get_release(rid)
+        with sim_client(sim, cache, OTHER_TOKEN) as bob:
+            assert bob.identity()["username"] == "bob"
+            with pytest.raises(DiscogsAuthError, match="HTTP 403"):
+                bob.get_collection_value("alice")
+            bob.get_release(rid)
+            assert bob.stats().cache_hits == 0
+        with sim_client(sim, cache, None) as anonymous:
+            with pytest.raises(DiscogsAuthError, match="HTTP 401"):
+                anonymous.identity()
+            anonymous.get_release(rid)
+            assert anonymous.stats().cache_hits == 0
+        assert sim.stats().by_kind["identity"] == 3
+        assert sim.stats().by_kind["release"] == 3
+        sim.reset_counters()
+        with sim_client(sim, cache, TOKEN) as alice_again:
+            assert alice_again.identity()["username"] == "alice"
+            assert alice_again.get_collection_value("alice") is not None
+            assert alice_again.stats().cache_hits == 2
+        assert sim.stats().requests == 0
+
+
+def test_token_never_reaches_cache_file_logs_or_messages(
+    catalogue: Catalogue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    cache = tmp_path / "http.sqlite"
+    plan = FaultPlan(error_rate=0.2, throttle_storms=((3, 2),))
+    with DiscogsSimulator(
+        catalogue, rate_limit=1000, latency=0, jitter=0, faults=plan, tokens={TOKEN: "alice"}
+    ) as sim:
+        limiter = SlidingWindowLimiter(1000, 0.05)
+        with sim_client(sim, cache, TOKEN, limiter=limiter, max_retries=8) as client:
+            walk(client, "alice", per_page=10)
+            client.identity()
+            with pytest.raises(DiscogsNotFoundError) as missing:
+                client.get_release(999_999_999)
+            shown = [repr(client), str(missing.value), repr(missing.value)]
+        with (
+            sim_client(sim, cache, "not-" + TOKEN) as wrong,
+            pytest.raises(DiscogsAuthError) as denied,
+        ):
+            wrong.identity()
+    shown += [str(denied.value), caplog.text]
+    assert all(TOKEN not in text for text in shown)
+    stored = b"".join(
+        path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("http")
+    )
+    assert b"/releases/" in stored  # the bytes searched are really the cached requests
+    assert b"REDACTED" in stored  # the stored Authorization header is redacted
+    assert TOKEN.encode() not in stored
+    assert TOKEN[4:20].encode() not in stored
+
+
+def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path) -> None:
+    quick = {"limiter": SlidingWindowLimiter(1000, 0.02), "max_retries": 1}
+    with DiscogsSimulator(catalogue, latency=0, jitter=0, tokens={TOKEN: "alice"}) as sim:
+        with sim_client(sim, tmp_path / "a.sqlite", **quick) as client:
+            with pytest.raises(DiscogsNotFoundError) as info:
+                client.get_release(999_999_999)
+            assert str(info.value) == (
+                f"Discogs says: Release not found. (GET {sim.url}/releases/999999999)"
+            )
+            with pytest.raises(DiscogsNotFoundError, match="User does not exist"):
+                client.get_user("nobody-here")
+        with (
+            sim_client(sim, tmp_path / "b.sqlite", "wrong-token", **quick) as wrong,
+            pytest.raises(DiscogsAuthError, match="refused the token"),
+        ):
+            wrong.get_release(catalogue.release_ids()[0])
+    cases: list[tuple[FaultPlan, type[Exception], str]] = [
+        (FaultPlan(throttle_storms=((1, 10**6),)), DiscogsRateLimitError, "429"),
+        (FaultPlan(error_rate=1.0, statuses=(502,)), DiscogsUnavailableError, "HTTP 502"),
+        (FaultPlan(reset_rate=1.0), DiscogsUnavailableError, "could not be reached"),
+        (FaultPlan(malformed_rate=1.0), DiscogsResponseError, "not valid JSON"),
+    ]
+    for n, (plan, kind, words) in enumerate(cases):
+        with (
+            DiscogsSimulator(catalogue, latency=0, jitter=0, faults=plan) as sim,
+            sim_client(sim, tmp_path / f"f{n}.sqlite", **quick) as client,
+            pytest.raises(kind, match=words) as info,
+        ):
+            client.get_release(catalogue.release_ids()[0])
+        assert f"(GET {sim.url}/releases/" in str(info.value)
