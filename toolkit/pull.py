@@ -1,0 +1,419 @@
+"""Pull a Discogs collection into the database: pages in parallel batches, release details by priority.
+
+Resumable and idempotent: the database knows what it has, failures are recorded and retried next time.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit.batch import BatchProcessor
+from toolkit.collection import (
+    clear_failures,
+    create_schema,
+    known_release_ids,
+    load_collection,
+    permanent_failure_ids,
+    record_failure,
+    remove_missing_items,
+)
+from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
+from toolkit.config import Settings
+from toolkit.db import Database
+from toolkit.errors import (
+    BatchError,
+    DiscogsNotFoundError,
+    DiscogsRateLimitError,
+    DiscogsResponseError,
+    DiscogsUnavailableError,
+    PullError,
+    TaskTimeoutError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from toolkit.discogs.client import DiscogsClient, RequestEvent
+
+__all__ = ["PullReport", "pull_collection", "rate_bound_seconds"]
+
+#: Errors worth another attempt by the ConcurrencyManager after the client's own retries gave up.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    DiscogsUnavailableError,
+    DiscogsRateLimitError,
+    DiscogsResponseError,
+    TaskTimeoutError,
+)
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, RETRYABLE)
+
+
+def rate_bound_seconds(requests: int, limit: int, window: float) -> float:
+    """Least time a moving window of ``limit`` requests per ``window`` seconds allows for ``requests``.
+
+    The first ``limit`` requests may go at once; every further ``limit`` must wait one more window:
+    ``max(0, ceil(requests / limit) - 1) * window``.
+    """
+    if requests <= 0 or limit <= 0:
+        return 0.0
+    return max(0, math.ceil(requests / limit) - 1) * float(window)
+
+
+@dataclass(frozen=True)
+class PullReport:
+    """What one pull did and how efficiently: compare ``elapsed_seconds`` with ``rate_bound_seconds``.
+
+    ``rate_bound_seconds`` is :func:`rate_bound_seconds` of the network requests made, i.e. the least
+    time the rate limit (``rate_limit`` per ``rate_window`` s) allows for them.
+    """
+
+    username: str
+    folder_id: int
+    items: int
+    pages: int
+    pages_failed: int
+    releases_fetched: int
+    releases_skipped: int
+    items_removed: int
+    network_requests: int
+    cache_hits: int
+    retries: int
+    rate_limited: int
+    failures: int
+    permanent_failures: int
+    elapsed_seconds: float
+    rate_bound_seconds: float
+    rate_limit: int
+    rate_window: float
+    limiter_wait_seconds: float = 0.0
+    timeline: tuple[RequestEvent, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def complete(self) -> bool:
+        """True when every page was listed (so removed items were synced) and nothing failed."""
+        return self.pages_failed == 0 and self.failures == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field except the timeline, for JSON or a table."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
+
+    def to_frame(self) -> pd.DataFrame:
+        """A two-column (metric, value) DataFrame for notebook display."""
+        import pandas as pd
+
+        rows = [(name, _fmt(value)) for name, value in self.as_dict().items()]
+        return pd.DataFrame(rows, columns=["metric", "value"])
+
+    def as_table(self) -> str:
+        """A short aligned text table for the terminal."""
+        rows = [(name, _fmt(value)) for name, value in self.as_dict().items()]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    def timeline_frame(self) -> pd.DataFrame:
+        """The request timeline: one row per request with start/finish seconds from the first one."""
+        import pandas as pd
+
+        columns = ["started", "finished", "path", "status", "from_cache"]
+        if not self.timeline:
+            return pd.DataFrame(columns=columns)
+        t0 = min(event.started for event in self.timeline)
+        return pd.DataFrame(
+            [
+                (e.started - t0, e.finished - t0, e.path, e.status, e.from_cache)
+                for e in self.timeline
+            ],
+            columns=columns,
+        )
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+@contextmanager
+def _progress(total: int, desc: str, unit: str, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _stats_dict(client: DiscogsClient) -> dict[str, float]:
+    stats = client.stats()
+    return {f.name: float(getattr(stats, f.name)) for f in fields(stats)}
+
+
+class _Writer:
+    """Serialises writes to the database: one transaction per call, never interleaved."""
+
+    def __init__(self, db: Database, username: str) -> None:
+        self.db = db
+        self.username = username
+        self.lock = threading.Lock()
+
+    def items(self, items: Sequence[Mapping[str, Any]]) -> None:
+        with self.lock:
+            load_collection(self.db, list(items), [], username=self.username)
+
+    def releases(self, releases: Sequence[Mapping[str, Any]]) -> None:
+        if not releases:
+            return
+        with self.lock, self.db.transaction():
+            load_collection(self.db, [], list(releases), fetched_at=_now(), username=self.username)
+            clear_failures(self.db, [int(r["id"]) for r in releases])
+
+    def failure(self, release_id: int, error: str, permanent: bool) -> None:
+        with self.lock:
+            record_failure(self.db, release_id, error, permanent)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"[:500]
+
+
+def pull_collection(
+    username: str,
+    db: Database | str | Path,
+    *,
+    client: DiscogsClient | None = None,
+    folder_id: int = 0,
+    details: bool = True,
+    concurrency: int | None = None,
+    progress: bool = True,
+    per_page: int = 100,
+    max_age: float | None = None,
+    batch_size: int = 50,
+) -> PullReport:
+    """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
+
+    Pages after the first are fetched in parallel batches; items are written as each page lands.
+    With ``details`` every release not yet stored (or stored more than ``max_age`` seconds ago;
+    ``None`` = never stale) is fetched through a ConcurrencyManager, rated items first, and written
+    in transactions of ``batch_size``. Items gone from the collection are removed only after every
+    page was listed. Single failures are recorded in ``pull_failures`` (404 as permanent) and never
+    abort the pull; errors before any item is listed (auth, unknown user, server down) are raised.
+    """
+    settings: Settings | None = None
+    if client is None or concurrency is None:
+        settings = getattr(client, "settings", None) or Settings.from_env()
+    own_client = client is None
+    if client is None:
+        from toolkit.discogs.client import DiscogsClient
+
+        assert settings is not None
+        client = DiscogsClient.from_settings(settings)
+    workers = concurrency or (settings.concurrency_max_tasks if settings else 5)
+    if workers < 1:
+        raise PullError(f"concurrency must be >= 1, got {workers}")
+    own_db = not isinstance(db, Database)
+    database = db if isinstance(db, Database) else Database.connect(db)
+    try:
+        return _pull(
+            username,
+            database,
+            client,
+            folder_id=folder_id,
+            details=details,
+            workers=workers,
+            progress=progress,
+            per_page=per_page,
+            max_age=max_age,
+            batch_size=max(1, batch_size),
+            retries=settings.concurrency_retries if settings else 2,
+        )
+    finally:
+        if own_db:
+            database.close()
+        if own_client:
+            client.close()
+
+
+def _pull(
+    username: str,
+    db: Database,
+    client: DiscogsClient,
+    *,
+    folder_id: int,
+    details: bool,
+    workers: int,
+    progress: bool,
+    per_page: int,
+    max_age: float | None,
+    batch_size: int,
+    retries: int,
+) -> PullReport:
+    started = time.monotonic()
+    before = _stats_dict(client)
+    create_schema(db)
+    writer = _Writer(db, username)
+
+    # 1. Page 1 tells how many pages there are; errors here mean the pull cannot run at all.
+    try:
+        first = client.get_collection_page(username, folder_id=folder_id, page=1, per_page=per_page)
+    except DiscogsNotFoundError as exc:
+        what = f"user {username!r}" if folder_id == 0 else f"folder {folder_id} of {username!r}"
+        raise DiscogsNotFoundError(
+            f"Discogs has no {what} (HTTP 404). {exc}", url=exc.url, status=exc.status
+        ) from None
+    pages = max(1, int(first["pagination"]["pages"]))
+    seen: dict[int, Mapping[str, Any]] = {}  # instance_id -> item
+    seen_lock = threading.Lock()
+
+    def land(page_items: Sequence[Mapping[str, Any]]) -> None:
+        writer.items(page_items)
+        with seen_lock:
+            for item in page_items:
+                seen[int(item["instance_id"])] = item
+
+    pages_failed = 0
+    with _progress(pages, "pages", "page", progress) as bar:
+        land(first["releases"])
+        bar.update(1)
+
+        def fetch_pages(batch: list[int]) -> list[int]:
+            done = []
+            for page in batch:
+                data = client.get_collection_page(
+                    username, folder_id=folder_id, page=page, per_page=per_page
+                )
+                land(data["releases"])
+                bar.update(1)
+                done.append(page)
+            return done
+
+        rest = list(range(2, pages + 1))
+        if rest:
+            try:
+                BatchProcessor.process_parallel_batches(
+                    rest, batch_size=1, concurrency=workers, handler=fetch_pages
+                )
+            except BatchError as exc:
+                pages_failed = len(exc.failed)
+
+    # 3. Sync: only a complete listing may remove items.
+    removed = 0
+    if pages_failed == 0:
+        removed = remove_missing_items(db, username, folder_id, set(seen))
+
+    # 2. Details, rated items first.
+    fetched = failed = permanent = skipped = 0
+    if details:
+        fresh_since = None if max_age is None else _now() - timedelta(seconds=max_age)
+        known = known_release_ids(db, fresh_since=fresh_since) | permanent_failure_ids(db)
+        priority: dict[int, int] = {}
+        for item in seen.values():
+            rid = int(item["id"])
+            priority[rid] = max(priority.get(rid, 0), int(item.get("rating") or 0))
+        wanted = sorted(
+            (rid for rid in priority if rid not in known), key=lambda r: (-priority[r], r)
+        )
+        skipped = len(priority) - len(wanted)
+        fetched, failed, permanent = _fetch_releases(
+            client, writer, wanted, priority, workers, retries, batch_size, progress
+        )
+
+    after = _stats_dict(client)
+    delta = {name: after[name] - before.get(name, 0.0) for name in after}
+    network = int(delta.get("network_requests", 0))
+    limiter = client.limiter
+    limit, window = int(limiter.limit), float(limiter.window)
+    timeline = tuple(e for e in client.timeline() if e.started >= started)
+    return PullReport(
+        username=username,
+        folder_id=folder_id,
+        items=len(seen),
+        pages=pages,
+        pages_failed=pages_failed,
+        releases_fetched=fetched,
+        releases_skipped=skipped,
+        items_removed=removed,
+        network_requests=network,
+        cache_hits=int(delta.get("cache_hits", 0) + delta.get("memory_hits", 0)),
+        retries=int(delta.get("retries", 0)),
+        rate_limited=int(delta.get("rate_limited", 0)),
+        failures=failed,
+        permanent_failures=permanent,
+        elapsed_seconds=time.monotonic() - started,
+        rate_bound_seconds=rate_bound_seconds(network, limit, window),
+        rate_limit=limit,
+        rate_window=window,
+        limiter_wait_seconds=delta.get("limiter_wait_seconds", 0.0),
+        timeline=timeline,
+    )
+
+
+def _fetch_releases(
+    client: DiscogsClient,
+    writer: _Writer,
+    wanted: list[int],
+    priority: Mapping[int, int],
+    workers: int,
+    retries: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[int, int, int]:
+    """Fetch ``wanted`` releases by priority; write successes in batches, record failures."""
+    if not wanted:
+        return 0, 0, 0
+    fetched = failed = permanent = 0
+    buffer: list[Mapping[str, Any]] = []
+
+    def make(rid: int) -> Callable[[], Mapping[str, Any]]:
+        return lambda: client.get_release(rid)
+
+    manager = ConcurrencyManager(
+        max_concurrent=workers, retries=retries, timeout=None, retry_on=_retryable
+    )
+    clean = False
+    with _progress(len(wanted), "releases", "release", progress) as bar:
+        try:
+            futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {
+                manager.enqueue(Task(id=str(rid), execute=make(rid), priority=priority[rid])): rid
+                for rid in wanted
+            }
+            for future in as_completed(futures):
+                rid = futures[future]
+                result = future.result()
+                if result.success and result.result is not None:
+                    buffer.append(result.result)
+                    if len(buffer) >= batch_size:
+                        writer.releases(buffer)
+                        fetched += len(buffer)
+                        buffer = []
+                else:
+                    is_permanent = isinstance(result.error, DiscogsNotFoundError)
+                    writer.failure(rid, _describe(result.error), is_permanent)
+                    failed += 1
+                    permanent += int(is_permanent)
+                bar.update(1)
+            clean = True
+        finally:
+            # On Ctrl-C or a crash keep what already arrived, and drop what has not started.
+            manager.close(wait=clean, cancel_pending=not clean)
+            writer.releases(buffer)
+            fetched += len(buffer)
+    return fetched, failed, permanent
