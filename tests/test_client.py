@@ -610,3 +610,19 @@ def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path)
         ):
             client.get_release(catalogue.release_ids()[0])
         assert f"(GET {sim.url}/releases/" in str(info.value)
+
+
+def test_concurrent_calls_for_one_url_share_one_request(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    rid = catalogue.release_ids()[1]
+    with (
+        DiscogsSimulator(catalogue, rate_limit=1000, latency=0.2, jitter=0) as sim,
+        sim_client(sim, tmp_path / "c.sqlite") as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        got = list(pool.map(client.get_release, [rid] * 8))
+        assert all(release["id"] == rid for release in got)
+        assert sim.stats().by_kind == {"release": 1}
+        assert client.stats().network_requests == 1
+        assert client.stats().memory_hits == 7

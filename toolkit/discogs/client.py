@@ -221,6 +221,8 @@ class DiscogsClient:
         self._counters = _Counters()
         self._events: deque[RequestEvent] = deque(maxlen=_MAX_EVENTS)
         self._closed = False
+        self._inflight: dict[str, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
 
         if limiter is None:
             rate = settings.discogs_rate_limit or (60 if self._token else 25)
@@ -484,25 +486,46 @@ class DiscogsClient:
         return data
 
     def _get_json(self, path: str, params: Mapping[str, str | int] | None) -> Any:
-        """Parsed JSON for ``path``: memory cache, then HTTP cache, then the network."""
+        """Parsed JSON for ``path``: memory cache, then HTTP cache, then the network.
+
+        Concurrent calls for the same URL are collapsed: one thread loads it, the others wait and
+        take its answer from the memory cache (if it failed, the next waiter tries itself).
+        """
         if self._closed:
             raise DiscogsError("the DiscogsClient is closed")
         url = self._url(path, params)
         memory_key = f"{self._identity}|{url}"
-        value = self._memory.get(memory_key, _MISSING)
-        if value is not _MISSING:
-            self._counters.add("memory_hits")
-            return value
+        while True:
+            value = self._memory.get(memory_key, _MISSING)
+            if value is not _MISSING:
+                self._counters.add("memory_hits")
+                return value
+            with self._inflight_lock:
+                done = self._inflight.get(memory_key)
+                leader = done is None
+                if done is None:
+                    done = self._inflight[memory_key] = threading.Event()
+            if not leader:
+                done.wait()
+                continue
+            try:
+                data = self._load(path, url)
+                self._memory.set(memory_key, data, ttl=self._ttl_for(path))
+                return data
+            finally:
+                with self._inflight_lock:
+                    del self._inflight[memory_key]
+                done.set()
+
+    def _load(self, path: str, url: str) -> Any:
+        """Parsed JSON from the HTTP cache when fresh there, else from the network."""
         prepared = self._session.prepare_request(requests.Request("GET", url))
         cache_key = self._session.cache.create_key(prepared, verify=True)
         cached = self._session.cache.get_response(cache_key)
         if cached is not None and not cached.is_expired:
             self._counters.add("cache_hits")
-            data = self._parse(cached.content, url, cache_key)
-        else:
-            data = self._fetch(path, url, cache_key)
-        self._memory.set(memory_key, data, ttl=self._ttl_for(path))
-        return data
+            return self._parse(cached.content, url, cache_key)
+        return self._fetch(path, url, cache_key)
 
     def _parse(self, content: bytes, url: str, cache_key: str) -> Any:
         try:
