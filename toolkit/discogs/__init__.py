@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from toolkit.discogs.catalogue import Catalogue, SimUser
+from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 
 __all__ = [
     "Catalogue",
+    "ClientStats",
+    "DiscogsClient",
     "DiscogsSimulator",
     "FaultPlan",
+    "RequestEvent",
     "SimUser",
 ]
