@@ -203,6 +203,7 @@ class DiscogsSimulator:
         self.catalogue = catalogue if catalogue is not None else Catalogue(seed=seed)
         self.host = host
         self._requested_port = port
+        self.port = port
         self.rate_limit = rate_limit
         self.rate_limit_unauthenticated = (
             min(25, rate_limit)
