@@ -142,9 +142,10 @@ def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
         steps = int(end // report.rate_window) + 1
         xs: list[float] = []
         ys: list[float] = []
-        for k in range(steps + 1):
+        for k in range(steps):
             xs.extend([k * report.rate_window, min((k + 1) * report.rate_window, end)])
             ys.extend([report.rate_limit * (k + 1)] * 2)
+        ax.set_xlim(0, end * 1.02)
         ax.plot(
             xs,
             ys,
