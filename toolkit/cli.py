@@ -110,6 +110,9 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--no-details", dest="details", action="store_false", help="list items only, no /releases"
     )
     parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
+    parser.add_argument(
+        "--per-page", type=_positive_int, default=100, help="collection items per page (max 100)"
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
     parser.add_argument(
         "--simulator",
@@ -216,6 +219,7 @@ def _run_pull(args: argparse.Namespace) -> int:
             details=args.details,
             concurrency=args.concurrency,
             progress=args.progress,
+            per_page=min(args.per_page, 100),
         )
     print(report.as_table())
     print(f"database: {db_path}")
