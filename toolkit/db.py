@@ -30,6 +30,7 @@ _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
 _DUCKDB_SUFFIXES = frozenset({".duckdb", ".ddb"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_PREVIEW = 160
+_TX_STATEMENT = re.compile(r"\s*(?:BEGIN|COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
 
 
 class Buildable(Protocol):
@@ -67,6 +68,8 @@ def _map_error(exc: Exception, engine: Engine, sql: str | None = None) -> Databa
     message = str(exc).strip() or type(exc).__name__
     if sql is not None:
         message = f"{message} (while running: {_preview(sql)})"
+        if _TX_STATEMENT.match(sql) and not _is_locked_message(str(exc)):
+            return TransactionError(message)
     if engine == "sqlite":
         if isinstance(exc, sqlite3.OperationalError) and _is_locked_message(str(exc)):
             return DatabaseLockedError(message)

@@ -1,0 +1,312 @@
+"""Tests of toolkit.db.Database on real DuckDB and sqlite files: engines, error mapping, threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from toolkit.db import Database, engine_for
+from toolkit.errors import (
+    DatabaseError,
+    DatabaseLockedError,
+    QueryError,
+    ToolkitError,
+    TransactionError,
+)
+from toolkit.query import BuiltQuery, QueryBuilder
+
+ENGINES = ("duckdb", "sqlite")
+SUFFIX = {"duckdb": ".duckdb", "sqlite": ".sqlite"}
+
+
+@pytest.fixture(params=ENGINES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    database = Database.connect(tmp_path / f"test{SUFFIX[request.param]}")
+    database.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR, status VARCHAR)")
+    database.execute(
+        "INSERT INTO users VALUES (1, 'ann', 'active'), (2, 'bob', 'idle'), (3, 'cy', 'active')"
+    )
+    yield database
+    database.close()
+
+
+# ------------------------------------------------------------------------ opening
+
+
+@pytest.mark.parametrize(
+    ("name", "engine"),
+    [
+        ("a.duckdb", "duckdb"),
+        ("a.sqlite", "sqlite"),
+        ("a.db", "sqlite"),
+        ("a.SQLITE3", "sqlite"),
+        (":memory:", "duckdb"),
+    ],
+)
+def test_engine_is_chosen_by_suffix(name: str, engine: str) -> None:
+    assert engine_for(name) == engine
+
+
+def test_connect_file_targets_create_parent_directories(tmp_path: Path) -> None:
+    for engine, suffix in SUFFIX.items():
+        target = tmp_path / "deep" / "er" / f"x{suffix}"
+        with Database.connect(target) as database:
+            assert database.engine == engine
+            assert database.path == target
+            database.execute("CREATE TABLE t (x INTEGER)")
+        assert target.is_file()
+
+
+def test_memory_defaults_to_duckdb_and_engine_overrides() -> None:
+    with Database.connect() as duck, Database.connect(":memory:", engine="sqlite") as lite:
+        assert (duck.engine, duck.path) == ("duckdb", None)
+        assert (lite.engine, lite.path) == ("sqlite", None)
+        assert duck.scalar("SELECT 41 + 1") == lite.scalar("SELECT 41 + 1") == 42
+
+
+def test_unknown_engine_is_rejected() -> None:
+    with pytest.raises(DatabaseError, match="unknown engine"):
+        Database.connect(":memory:", engine="postgres")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_file_that_is_not_a_database_raises_database_error(tmp_path: Path, engine: str) -> None:
+    target = tmp_path / f"notes{SUFFIX[engine]}"
+    target.write_bytes(b"these are my record-shopping notes, not a database\n" * 200)
+    with pytest.raises(DatabaseError) as info:
+        Database.connect(target)
+    assert not isinstance(info.value, QueryError)
+    assert str(target) in str(info.value)
+    assert "database" in str(info.value).lower()
+
+
+def test_sqlite_file_locked_by_another_connection_raises_locked(tmp_path: Path) -> None:
+    target = tmp_path / "locked.sqlite"
+    Database.connect(target).close()
+    holder = sqlite3.connect(target, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(DatabaseLockedError, match="locked"):
+            Database.connect(target, timeout=0.05)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_sqlite_write_while_another_writer_holds_the_lock(tmp_path: Path) -> None:
+    target = tmp_path / "busy.sqlite"
+    with Database.connect(target, timeout=0.05) as database:
+        database.execute("CREATE TABLE t (x INTEGER)")
+        holder = sqlite3.connect(target, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(DatabaseLockedError):
+                database.execute("INSERT INTO t VALUES (1)")
+            with pytest.raises(DatabaseLockedError), database.transaction():
+                pass
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        database.execute("INSERT INTO t VALUES (1)")
+        assert database.scalar("SELECT count(*) FROM t") == 1
+
+
+def test_duckdb_file_locked_by_another_process_raises_locked(tmp_path: Path) -> None:
+    target = tmp_path / "locked.duckdb"
+    Database.connect(target).close()
+    script = textwrap.dedent(
+        f"""
+        import sys, duckdb
+        con = duckdb.connect({str(target)!r})
+        print("ready", flush=True)
+        sys.stdin.readline()
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(DatabaseLockedError, match="locked"):
+            Database.connect(target)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------ running SQL
+
+
+def test_execute_fetchall_fetchone_scalar(db: Database) -> None:
+    assert db.fetchall("SELECT id, name FROM users WHERE status = ? ORDER BY id", ["active"]) == [
+        (1, "ann"),
+        (3, "cy"),
+    ]
+    assert db.fetchone("SELECT name FROM users WHERE id = ?", [2]) == ("bob",)
+    assert db.fetchone("SELECT name FROM users WHERE id = ?", [99]) is None
+    assert db.scalar("SELECT count(*) FROM users") == 3
+
+
+def test_df_returns_a_dataframe(db: Database) -> None:
+    frame = db.df("SELECT id, name FROM users ORDER BY id")
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["id", "name"]
+    assert frame["name"].tolist() == ["ann", "bob", "cy"]
+
+
+def test_query_builder_and_built_query_are_accepted(db: Database) -> None:
+    query = QueryBuilder().select(["name"]).from_("users").where("id = ?", [3])
+    assert db.fetchall(query) == [("cy",)]
+    assert db.fetchall(query.build()) == [("cy",)]
+    assert db.df(query)["name"].tolist() == ["cy"]
+    db.execute(BuiltQuery("DELETE FROM users WHERE id = ?", [3]))
+    assert db.scalar("SELECT count(*) FROM users") == 2
+    with pytest.raises(QueryError, match="not both"):
+        db.fetchall(query, [1])
+
+
+def test_executemany(db: Database) -> None:
+    db.executemany("INSERT INTO users VALUES (?, ?, ?)", [(10, "x", "a"), (11, "y", "b")])
+    assert db.scalar("SELECT count(*) FROM users WHERE id >= 10") == 2
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "fragment"),
+    [
+        ("SELEC * FROM users", [], "SELEC"),
+        ("SELECT * FROM no_such_table", [], "no_such_table"),
+        ("SELECT * FROM users WHERE id = ?", [], "users"),
+        ("SELECT * FROM users WHERE id = ?", [1, 2], "users"),
+        ("INSERT INTO users VALUES (1, 'dup', 'x')", [], "users"),
+    ],
+)
+def test_engine_errors_become_query_errors_with_the_engine_message(
+    db: Database, sql: str, params: list[object], fragment: str
+) -> None:
+    with pytest.raises(QueryError) as info:
+        db.execute(sql, params)
+    assert isinstance(info.value, DatabaseError) and isinstance(info.value, ToolkitError)
+    assert fragment in str(info.value)
+    assert info.value.__cause__ is not None  # the engine's exception is kept as the cause
+
+
+def test_mapping_params_are_rejected(db: Database) -> None:
+    with pytest.raises(QueryError, match="sequence"):
+        db.fetchall("SELECT * FROM users WHERE id = ?", {"id": 1})  # type: ignore[arg-type]
+
+
+def test_closed_database_raises_and_close_is_idempotent(db: Database) -> None:
+    db.close()
+    db.close()
+    assert db.closed
+    with pytest.raises(DatabaseError, match="closed"):
+        db.fetchall("SELECT 1")
+
+
+def test_context_manager_closes(tmp_path: Path) -> None:
+    with Database.connect(tmp_path / "c.sqlite") as database:
+        assert not database.closed
+    assert database.closed
+
+
+def test_commit_failure_is_a_transaction_error(db: Database) -> None:
+    with pytest.raises(TransactionError):
+        db.execute("COMMIT")  # nothing to commit: the engine says so
+
+
+# ------------------------------------------------------------------------ temp tables
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pa.table({"id": pa.array([1, 3], pa.int64())}),
+        pd.DataFrame({"id": [1, 3]}),
+        {"id": [1, 3]},
+    ],
+    ids=["arrow", "pandas", "dict"],
+)
+def test_temp_table_makes_a_frame_queryable(db: Database, data: object) -> None:
+    with db.temp_table("_picked", data):
+        rows = db.fetchall(
+            "SELECT name FROM users WHERE id IN (SELECT id FROM _picked) ORDER BY name"
+        )
+    assert rows == [("ann",), ("cy",)]
+    with pytest.raises(QueryError):
+        db.fetchall("SELECT * FROM _picked")
+
+
+def test_temp_table_rejects_bad_names(db: Database) -> None:
+    with pytest.raises(QueryError), db.temp_table("x; DROP TABLE users", {"a": [1]}):
+        pass
+    assert db.scalar("SELECT count(*) FROM users") == 3
+
+
+# ------------------------------------------------------------------------ threads
+
+
+def test_one_database_shared_by_threads(db: Database) -> None:
+    db.execute("CREATE TABLE hits (thread INTEGER, n INTEGER)")
+
+    def work(thread: int) -> None:
+        for n in range(25):
+            with db.transaction():
+                db.execute("INSERT INTO hits VALUES (?, ?)", [thread, n])
+                db.execute("INSERT INTO hits VALUES (?, ?)", [thread, -n])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert db.fetchall("SELECT thread, count(*) FROM hits GROUP BY thread ORDER BY thread") == [
+        (t, 50) for t in range(4)
+    ]
+
+
+def test_another_threads_statement_never_joins_an_open_transaction(db: Database) -> None:
+    db.execute("CREATE TABLE log (who VARCHAR)")
+    inside = threading.Event()
+    release = threading.Event()
+    other_done = threading.Event()
+
+    def owner() -> None:
+        try:
+            with db.transaction():
+                db.execute("INSERT INTO log VALUES ('owner')")
+                inside.set()
+                release.wait(timeout=30)
+                raise RuntimeError("roll back the owner's work")
+        except RuntimeError:
+            pass
+
+    def other() -> None:
+        inside.wait(timeout=30)
+        db.execute("INSERT INTO log VALUES ('other')")
+        other_done.set()
+
+    threads = [threading.Thread(target=owner), threading.Thread(target=other)]
+    for thread in threads:
+        thread.start()
+    assert inside.wait(timeout=30)
+    # The other thread must wait for the transaction to end, not write into it.
+    assert not other_done.wait(timeout=0.3)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert db.fetchall("SELECT who FROM log") == [("other",)]
