@@ -6,7 +6,6 @@ Release and collection dicts carry ``https://api.discogs.com`` URLs, exactly lik
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import functools
 import gzip
@@ -473,9 +472,10 @@ class Catalogue:
         full = self._full(release_id)
         if full is None:
             return None
-        if base_url == API_ROOT:
-            return copy.deepcopy(full)
-        result: _JSON = json.loads(json.dumps(full).replace(API_ROOT, base_url.rstrip("/")))
+        text = json.dumps(full)
+        if base_url != API_ROOT:
+            text = text.replace(API_ROOT, base_url.rstrip("/"))
+        result: _JSON = json.loads(text)
         return result
 
     def release_json(self, release_id: int) -> str | None:
@@ -487,7 +487,7 @@ class Catalogue:
         """The ``basic_information`` of a collection or wantlist entry for this release."""
         cached = self._basic.get(release_id)
         if cached is not None:
-            return copy.deepcopy(cached)
+            return _clone(cached)
         full = self._full(release_id, deleted_too=True)
         if full is None:
             raise KeyError(release_id)
@@ -501,14 +501,14 @@ class Catalogue:
             "cover_image": full["images"][0]["uri"] if full["images"] else "",
             "title": full["title"],
             "year": full["year"],
-            "formats": copy.deepcopy(full["formats"]),
-            "labels": copy.deepcopy(full["labels"]),
-            "artists": copy.deepcopy(full["artists"]),
-            "genres": list(full["genres"]),
-            "styles": list(full["styles"]),
+            "formats": full["formats"],
+            "labels": full["labels"],
+            "artists": full["artists"],
+            "genres": full["genres"],
+            "styles": full["styles"],
         }
         self._basic[release_id] = basic
-        return copy.deepcopy(basic)
+        return _clone(basic)
 
     def marketplace_stats(self, release_id: int) -> _JSON | None:
         """The /marketplace/stats/{id} body, or None for unknown or deleted ids."""
@@ -541,14 +541,16 @@ class Catalogue:
             released = f"{year}-{rng.randint(1, 12):02d}-{rng.choice((0, rng.randint(1, 28))):02d}"
         else:
             year = 0
-        labels = copy.deepcopy(label_src["labels"]) or copy.deepcopy(donor["labels"])
+        labels = [dict(lab) for lab in (label_src["labels"] or donor["labels"])]
         for lab in labels:
             prefix = re.sub(r"[^A-Z]", "", str(lab["catno"]).upper())[:4] or "CAT"
             lab["catno"] = f"{prefix} {rng.randint(1, 999):03d}"
-        tracklist = copy.deepcopy(track_src["tracklist"])
-        for track in tracklist:
-            if track.get("type_") != "heading":
-                track["title"] = rng.choice(track_titles)
+        tracklist = [
+            track
+            if track.get("type_") == "heading"
+            else {**track, "title": rng.choice(track_titles)}
+            for track in track_src["tracklist"]
+        ]
         master_id = rng.randrange(100_000, 2_000_000) if rng.random() < 0.6 else 0
         images = [
             {"type": "primary" if i == 0 else "secondary", "width": 600, "height": 600}
@@ -558,11 +560,11 @@ class Catalogue:
             "id": release_id,
             "status": "Accepted",
             "title": title,
-            "artists": copy.deepcopy(artist_src["artists"]),
-            "extraartists": copy.deepcopy(rng.choice(reals)["extraartists"][:6]),
+            "artists": artist_src["artists"],
+            "extraartists": rng.choice(reals)["extraartists"][:6],
             "labels": labels,
-            "companies": copy.deepcopy(label_src["companies"][:4]),
-            "formats": copy.deepcopy(format_src["formats"]),
+            "companies": label_src["companies"][:4],
+            "formats": format_src["formats"],
             "genres": list(donor["genres"]),
             "styles": list(donor["styles"]),
             "country": donor["country"],
@@ -617,15 +619,15 @@ class Catalogue:
             "year": base["year"],
             "resource_url": f"{API_ROOT}/releases/{rid}",
             "uri": f"https://www.discogs.com/release/{rid}-{_slug(base['title'])}",
-            "artists": copy.deepcopy(artists),
+            "artists": artists,
             "artists_sort": "".join(
                 f"{a['anv'] or a['name']}{' ' + a['join'] + ' ' if a['join'] and i < len(artists) - 1 else ''}"
                 for i, a in enumerate(artists)
             ),
-            "labels": copy.deepcopy(base["labels"]),
+            "labels": base["labels"],
             "series": [],
-            "companies": copy.deepcopy(base["companies"]),
-            "formats": copy.deepcopy(base["formats"]),
+            "companies": base["companies"],
+            "formats": base["formats"],
             "data_quality": base["data_quality"],
             "community": {
                 "have": have,
@@ -652,12 +654,12 @@ class Catalogue:
             "released": base["released"],
             "released_formatted": _released_formatted(base["released"]),
             "notes": base["notes"],
-            "identifiers": copy.deepcopy(base["identifiers"]),
-            "videos": copy.deepcopy(base["videos"]),
+            "identifiers": base["identifiers"],
+            "videos": base["videos"],
             "genres": list(base["genres"]),
             "styles": list(base["styles"]),
-            "tracklist": copy.deepcopy(base["tracklist"]),
-            "extraartists": copy.deepcopy(base["extraartists"]),
+            "tracklist": base["tracklist"],
+            "extraartists": base["extraartists"],
             "images": images,
             "thumb": images[0]["uri150"] if images else "",
             "estimated_weight": weight,
@@ -720,6 +722,12 @@ class Catalogue:
             for genre in full["genres"] if full else ():
                 counts[genre] = counts.get(genre, 0) + 1
         return counts
+
+
+def _clone(value: _JSON) -> _JSON:
+    """A deep copy of a JSON-able dict (much faster than copy.deepcopy)."""
+    result: _JSON = json.loads(json.dumps(value))
+    return result
 
 
 def _money(value: float) -> str:
