@@ -581,7 +581,7 @@ def test_token_never_reaches_cache_file_logs_or_messages(
 
 
 def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path) -> None:
-    quick = {"limiter": SlidingWindowLimiter(1000, 0.02), "max_retries": 1}
+    quick: dict[str, Any] = {"limiter": SlidingWindowLimiter(1000, 0.02), "max_retries": 1}
     with DiscogsSimulator(catalogue, latency=0, jitter=0, tokens={TOKEN: "alice"}) as sim:
         with sim_client(sim, tmp_path / "a.sqlite", **quick) as client:
             with pytest.raises(DiscogsNotFoundError) as info:
@@ -606,10 +606,10 @@ def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path)
         with (
             DiscogsSimulator(catalogue, latency=0, jitter=0, faults=plan) as sim,
             sim_client(sim, tmp_path / f"f{n}.sqlite", **quick) as client,
-            pytest.raises(kind, match=words) as info,
+            pytest.raises(kind, match=words) as failure,
         ):
             client.get_release(catalogue.release_ids()[0])
-        assert f"(GET {sim.url}/releases/" in str(info.value)
+        assert f"(GET {sim.url}/releases/" in str(failure.value)
 
 
 def test_concurrent_calls_for_one_url_share_one_request(

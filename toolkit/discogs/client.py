@@ -394,25 +394,41 @@ class DiscogsClient:
         return data
 
     def iter_collection(
-        self, username: str, folder_id: int = 0, *, per_page: int = 100
+        self,
+        username: str,
+        folder_id: int = 0,
+        *,
+        per_page: int = 100,
+        sort: str | None = None,
+        sort_order: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield every item of a collection folder in page order.
 
         The first page tells how many pages there are; the rest are fetched concurrently by a
-        small thread pool (each still passing the rate limiter) and yielded in order.
+        small thread pool (each still passing the rate limiter), started before the first item is
+        yielded, and yielded in order.
         """
-        first = self.get_collection_page(username, folder_id, 1, per_page)
-        yield from first["releases"]
+        first = self.get_collection_page(username, folder_id, 1, per_page, sort, sort_order)
         pages = int(first["pagination"]["pages"])
         if pages <= 1:
+            yield from first["releases"]
             return
         workers = min(self._page_workers, pages - 1)
         with ThreadPoolExecutor(workers, thread_name_prefix="discogs-page") as pool:
             futures = [
-                pool.submit(self.get_collection_page, username, folder_id, number, per_page)
+                pool.submit(
+                    self.get_collection_page,
+                    username,
+                    folder_id,
+                    number,
+                    per_page,
+                    sort,
+                    sort_order,
+                )
                 for number in range(2, pages + 1)
             ]
             try:
+                yield from first["releases"]
                 for future in futures:
                     yield from future.result()["releases"]
             finally:
