@@ -1,0 +1,431 @@
+"""pull_collection against the simulator on 127.0.0.1: full pulls, re-pulls, sync, faults, SIGKILL.
+
+Tables are compared without ``fetched_at`` / ``last_attempt``: they are wall-clock stamps of when data
+arrived, the only columns an interrupted and an uninterrupted pull may legitimately differ in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolkit.collection import TABLES
+from toolkit.config import Settings
+from toolkit.db import Database
+from toolkit.discogs.catalogue import Catalogue
+from toolkit.discogs.client import DiscogsClient
+from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
+from toolkit.pull import PullReport, pull_collection, rate_bound_seconds
+from toolkit.ratelimit import SlidingWindowLimiter
+
+ROOT = Path(__file__).resolve().parents[1]
+STAMPS = {"fetched_at", "last_attempt"}
+FAST = 100_000
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return Catalogue(releases=3000, seed=7)
+
+
+def simulator(catalogue: Catalogue, **kwargs: Any) -> DiscogsSimulator:
+    options: dict[str, Any] = {
+        "rate_limit": FAST,
+        "rate_limit_unauthenticated": FAST,
+        "latency": 0.0,
+        "jitter": 0.0,
+    }
+    options.update(kwargs)
+    return DiscogsSimulator(catalogue, **options)
+
+
+@pytest.fixture
+def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
+    with simulator(catalogue) as server:
+        yield server
+
+
+def client_for(
+    server: DiscogsSimulator, cache: Path, *, window: float = 60.0, **kwargs: Any
+) -> DiscogsClient:
+    """A client with its own HTTP cache file and a limiter that is not the point of the test."""
+    limit = min(server.rate_limit, FAST)
+    return DiscogsClient(
+        "",
+        base_url=server.url,
+        settings=Settings(data_dir=cache.parent),
+        cache_path=cache,
+        limiter=SlidingWindowLimiter(limit, window),
+        **kwargs,
+    )
+
+
+def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (sorted, stamps left out), read from the file."""
+    db = Database.connect(path, read_only=True)
+    try:
+        tables: dict[str, list[tuple[Any, ...]]] = {
+            "schema_version": db.fetchall("SELECT * FROM schema_version")
+        }
+        for table, spec in TABLES.items():
+            columns = ", ".join(name for name, _ in spec if name not in STAMPS)
+            tables[table] = sorted(db.fetchall(f"SELECT {columns} FROM {table}"), key=repr)
+        return tables
+    finally:
+        db.close()
+
+
+def pull(username: str, db: Path | Database, client: DiscogsClient, **kwargs: Any) -> PullReport:
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("per_page", 25)
+    kwargs.setdefault("concurrency", 4)
+    return pull_collection(username, db, client=client, **kwargs)
+
+
+def releases_requested(server: DiscogsSimulator) -> list[int]:
+    return [
+        int(r.path.rsplit("/", 1)[1]) for r in server.request_log if r.path.startswith("/releases/")
+    ]
+
+
+# ---------------------------------------------------------------------------------- basics
+
+
+def test_rate_bound_formula() -> None:
+    assert rate_bound_seconds(0, 60, 60.0) == 0.0
+    assert rate_bound_seconds(60, 60, 60.0) == 0.0
+    assert rate_bound_seconds(61, 60, 60.0) == 60.0
+    assert rate_bound_seconds(1515, 900, 60.0) == 60.0
+    assert rate_bound_seconds(181, 60, 10.0) == 30.0
+
+
+def test_full_pull_lands_every_item_and_release_with_correct_joins(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("full", items=110)
+    with client_for(sim, tmp_path / "http.sqlite") as client:
+        report = pull("full", tmp_path / "c.duckdb", client)
+    release_ids = {int(item["id"]) for item in user.items}
+    assert report.items == len(user.items) == 110
+    assert report.pages == math.ceil(110 / 25)
+    assert report.releases_fetched == len(release_ids)
+    assert report.failures == 0 and report.complete
+    assert report.network_requests == report.pages + len(release_ids)
+    assert sorted(releases_requested(sim)) == sorted(release_ids)  # each exactly once
+    assert report.elapsed_seconds >= report.rate_bound_seconds == 0.0
+
+    db = Database.connect(tmp_path / "c.duckdb", read_only=True)
+    try:
+        items = db.fetchall(
+            "SELECT instance_id, release_id, rating, folder_id FROM collection_items"
+        )
+        assert sorted(items) == sorted(
+            (i["instance_id"], i["id"], i["rating"], i["folder_id"]) for i in user.items
+        )
+        detailed = {
+            r
+            for (r,) in db.fetchall("SELECT release_id FROM releases WHERE fetched_at IS NOT NULL")
+        }
+        assert detailed == release_ids
+        for rid in sorted(release_ids)[:15]:
+            expected = catalogue.release(rid)
+            assert expected is not None
+            title, year = db.fetchone(
+                "SELECT title, year FROM releases WHERE release_id = ?", [rid]
+            ) or (None, None)
+            assert title == expected["title"]
+            assert year == (expected.get("year") or None)
+            genres = {
+                g
+                for (g,) in db.fetchall(
+                    "SELECT genre FROM release_genres WHERE release_id = ?", [rid]
+                )
+            }
+            assert genres == set(expected.get("genres") or [])
+            artists = db.fetchall(
+                "SELECT a.name FROM release_artists ra JOIN artists a ON a.artist_id = ra.artist_id "
+                "WHERE ra.release_id = ? AND ra.role IS NULL ORDER BY ra.position",
+                [rid],
+            )
+            assert [name for (name,) in artists] == [
+                a["name"] for a in expected["artists"] if a.get("id")
+            ]
+            tracks = db.scalar("SELECT count(*) FROM tracks WHERE release_id = ?", [rid])
+            assert tracks == len(expected.get("tracklist") or [])
+        # The view joins every item to its release.
+        assert db.scalar("SELECT count(*) FROM collection WHERE title IS NULL") == 0
+        assert db.scalar("SELECT count(*) FROM collection") == 110
+    finally:
+        db.close()
+
+
+def test_rated_items_are_fetched_first(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("ranked", items=80)
+    with client_for(sim, tmp_path / "http.sqlite") as client:
+        pull("ranked", tmp_path / "c.duckdb", client, concurrency=1)
+    best: dict[int, int] = {}
+    for item in user.items:
+        best[item["id"]] = max(best.get(item["id"], 0), item["rating"])
+    order = [best[rid] for rid in releases_requested(sim)]
+    assert order == sorted(order, reverse=True)
+    assert order[0] > 0 and order[-1] == 0
+
+
+def test_second_pull_sends_no_release_requests(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    catalogue.user("twice", items=90)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "http.sqlite") as client:
+        first = pull("twice", path, client)
+    before = snapshot(path)
+    sim.reset_counters()
+    # A new client with an empty HTTP cache: only the database can know what is stored.
+    with client_for(sim, tmp_path / "other.sqlite") as client:
+        second = pull("twice", path, client)
+    assert sim.stats().by_kind.get("release", 0) == 0
+    assert second.releases_fetched == 0
+    assert second.releases_skipped == first.releases_fetched
+    assert second.network_requests == second.pages
+    assert snapshot(path) == before
+
+
+def test_sqlite_database_gives_the_same_tables(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    catalogue.user("lite", items=60)
+    with client_for(sim, tmp_path / "http.sqlite") as client:
+        pull("lite", tmp_path / "c.duckdb", client)
+        pull("lite", tmp_path / "c.sqlite", client)
+    duck, lite = snapshot(tmp_path / "c.duckdb"), snapshot(tmp_path / "c.sqlite")
+    assert duck.keys() == lite.keys()
+    for table in duck:
+        assert len(duck[table]) == len(lite[table]), table
+    assert len(lite["collection_items"]) == 60
+
+
+def test_removed_items_disappear_and_new_ones_appear(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("sync", items=70)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        pull("sync", path, client)
+    gone = [item["instance_id"] for item in user.items[:7]]
+    assert user.remove_items(gone) == 7
+    added = user.add_items(4)
+    with client_for(sim, tmp_path / "b.sqlite") as client:
+        report = pull("sync", path, client)
+    assert report.items_removed == 7
+    assert report.items == 67
+    with Database.connect(path, read_only=True) as db:
+        ids = {i for (i,) in db.fetchall("SELECT instance_id FROM collection_items")}
+    assert ids == {item["instance_id"] for item in user.items}
+    assert not ids & set(gone)
+    assert {item["instance_id"] for item in added} <= ids
+
+
+def test_partial_listing_never_removes_items(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("partial", items=60)
+    path = tmp_path / "c.duckdb"
+    with simulator(catalogue) as clean, client_for(clean, tmp_path / "a.sqlite") as client:
+        pull("partial", path, client, details=False)
+    before = snapshot(path)
+    user.remove_items([item["instance_id"] for item in user.items[:5]])
+    plan = FaultPlan(error_rate=0.5, statuses=(503,))
+    # A seed where request 1 (page 1) succeeds and request 2 (page 2) fails: deterministic.
+    seed = next(s for s in range(10_000) if plan.decide(1, s) is None and plan.decide(2, s))
+    with (
+        simulator(catalogue, faults=plan, seed=seed) as faulty,
+        client_for(faulty, tmp_path / "b.sqlite", max_retries=0) as client,
+    ):
+        report = pull("partial", path, client, details=False, concurrency=1)
+    assert report.pages_failed >= 1 and not report.complete
+    assert report.items_removed == 0
+    assert snapshot(path)["collection_items"] == before["collection_items"]
+
+
+def test_404_is_recorded_as_permanent_and_not_retried(tmp_path: Path) -> None:
+    catalogue = Catalogue(releases=1500, seed=3)
+    user = catalogue.user("gone", items=40)
+    deleted = user.items[5]["id"]
+    catalogue.delete_release(deleted)
+    path = tmp_path / "c.duckdb"
+    with simulator(catalogue) as server:
+        with client_for(server, tmp_path / "a.sqlite") as client:
+            report = pull("gone", path, client)
+        assert report.failures == 1 and report.permanent_failures == 1
+        with Database.connect(path, read_only=True) as db:
+            rows = db.fetchall("SELECT release_id, permanent, attempts, error FROM pull_failures")
+        assert [(r[0], r[1], r[2]) for r in rows] == [(deleted, True, 1)]
+        assert "404" in rows[0][3] or "not found" in rows[0][3].lower()
+        server.reset_counters()
+        with client_for(server, tmp_path / "b.sqlite") as client:
+            again = pull("gone", path, client)
+        assert server.stats().by_kind.get("release", 0) == 0
+        assert again.failures == 0 and again.items == 40
+
+
+def test_transient_failures_are_recorded_then_retried_next_pull(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    catalogue.user("flaky", items=40)
+    path = tmp_path / "c.duckdb"
+    plan = FaultPlan(error_rate=0.6, statuses=(500,))
+    # Request 1 is the only page; some releases then fail all 3 attempts (client retries off).
+    seed = next(s for s in range(10_000) if plan.decide(1, s) is None)
+    with (
+        simulator(catalogue, faults=plan, seed=seed) as faulty,
+        client_for(faulty, tmp_path / "a.sqlite", max_retries=0) as client,
+    ):
+        report = pull("flaky", path, client, per_page=100, concurrency=1)
+    assert report.failures > 0 and report.permanent_failures == 0
+    with Database.connect(path, read_only=True) as db:
+        failed = {
+            r: (attempts, permanent)
+            for r, attempts, permanent in db.fetchall(
+                "SELECT release_id, attempts, permanent FROM pull_failures"
+            )
+        }
+        stored = len(db.fetchall("SELECT 1 FROM releases WHERE fetched_at IS NOT NULL"))
+    assert len(failed) == report.failures
+    assert all(v == (1, False) for v in failed.values())
+    assert stored == report.releases_fetched
+    with simulator(catalogue) as clean, client_for(clean, tmp_path / "b.sqlite") as client:
+        retry = pull("flaky", path, client)
+        assert sorted(releases_requested(clean)) == sorted(failed)
+    assert retry.releases_fetched == len(failed) and retry.failures == 0
+    with Database.connect(path, read_only=True) as db:
+        assert db.scalar("SELECT count(*) FROM pull_failures") == 0
+
+
+@pytest.mark.slow
+def test_pull_under_faults_lands_everything_exactly_once(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    catalogue.user("storm", items=100)
+    with simulator(catalogue) as clean, client_for(clean, tmp_path / "ref.sqlite") as client:
+        pull("storm", tmp_path / "ref.duckdb", client)
+    plan = FaultPlan(
+        error_rate=0.10, statuses=(500, 502, 503), reset_rate=0.05, throttle_storms=((30, 12),)
+    )
+    # A 1-second client window so a 429 costs a second, not a minute (the limit isn't the point).
+    with (
+        simulator(catalogue, faults=plan, seed=1, rate_limit=5000) as faulty,
+        client_for(faulty, tmp_path / "f.sqlite", window=1.0, backoff_base=0.01) as client,
+    ):
+        report = pull("storm", tmp_path / "f.duckdb", client)
+        stats = faulty.stats()
+    assert stats.faults.get("error", 0) > 0 and stats.faults.get("reset", 0) > 0
+    assert stats.throttled >= 12
+    assert report.retries > 0 and report.rate_limited >= 12
+    assert report.failures == 0 and report.complete
+    assert snapshot(tmp_path / "f.duckdb") == snapshot(tmp_path / "ref.duckdb")
+
+
+# --------------------------------------------------------------------------------- SIGKILL
+
+
+def _cli_env(server: DiscogsSimulator, data_dir: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
+    }
+    env.update(
+        DISCOGS_API_URL=server.url,
+        DISCOGS_RATE_LIMIT=str(FAST),
+        TOOLKIT_DATA_DIR=str(data_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _pull_cmd(db: Path, user: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "toolkit",
+        "pull",
+        "--username",
+        user,
+        "--db",
+        str(db),
+        "--no-progress",
+        "--concurrency",
+        "3",
+        "--per-page",
+        "20",
+    ]
+
+
+@pytest.mark.slow
+def test_pull_killed_with_sigkill_resumes_to_identical_tables(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    user = catalogue.user("killme", items=90)
+    distinct = len({item["id"] for item in user.items})
+    pages = math.ceil(90 / 20)
+    with simulator(catalogue, latency=0.01) as server:
+        reference = tmp_path / "ref.duckdb"
+        done = subprocess.run(
+            _pull_cmd(reference, "killme"),
+            env=_cli_env(server, tmp_path / "ref-data"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        expected = snapshot(reference)
+        assert len(expected["collection_items"]) == 90
+
+        # Kill points: mid-listing (after 2 pages), early and late in the release details.
+        for kind, threshold in (("collection", 2), ("release", 10), ("release", 60)):
+            server.reset_counters()
+            db = tmp_path / f"kill-{kind}-{threshold}.duckdb"
+            data = tmp_path / f"data-{kind}-{threshold}"
+            proc = subprocess.Popen(
+                _pull_cmd(db, "killme"),
+                env=_cli_env(server, data),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 60
+            while server.stats().by_kind.get(kind, 0) < threshold:
+                assert proc.poll() is None, f"pull ended before {threshold} {kind} requests"
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=30) == -signal.SIGKILL
+            assert proc.stderr is not None
+            proc.stderr.close()
+            before_kill = set(releases_requested(server))
+            assert len(before_kill) < distinct  # really interrupted before the end
+
+            server.reset_counters()
+            resumed = subprocess.run(
+                _pull_cmd(db, "killme"),
+                env=_cli_env(server, data),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert resumed.returncode == 0, resumed.stderr
+            again = releases_requested(server)
+            assert len(again) == len(set(again))
+            # Only requests in flight at the kill (at most --concurrency) may be sent again.
+            assert len(before_kill & set(again)) <= 3, (kind, threshold)
+            assert before_kill | set(again) == {item["id"] for item in user.items}
+            assert server.stats().by_kind.get("collection", 0) <= pages
+            assert snapshot(db) == expected, (kind, threshold)
