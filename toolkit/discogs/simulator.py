@@ -75,11 +75,12 @@ class Fault(NamedTuple):
 class FaultPlan:
     """Deterministic misbehaviour, decided per request number (1-based, in arrival order) and seed.
 
-    ``throttle_storms`` are ``(first_request_number, length)`` ranges answered 429 regardless of the
-    window (a "429 storm"); the rates are probabilities per request (error: a status drawn from
-    ``statuses``; reset: connection closed without a response; malformed: 200 with truncated JSON;
-    slow: an extra ``slow_seconds`` before a normal answer). Storm and fault requests never reach
-    the rate-limit window... except slow/malformed/error ones, which were admitted first.
+    ``throttle_storms`` are ``(first_request_number, length)`` ranges answered 429 whatever the
+    window says (a "429 storm"; like every 429 they do not consume the window). The rates are
+    probabilities per admitted request: error (a status drawn from ``statuses``), reset (the
+    connection is shut down without a response), malformed (200 with the JSON body cut in half),
+    slow (``slow_seconds`` more before a normal answer). Admitted requests count in the window
+    whatever their fault.
     """
 
     error_rate: float = 0.0
@@ -230,7 +231,6 @@ class DiscogsSimulator:
         self._fault_counts: dict[str, int] = {}
         self._throttled = 0
         self._release_cache: dict[int, bytes] = {}
-        self._sort_cache: dict[tuple[int, int, int, str, str], list[dict[str, Any]]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -378,7 +378,7 @@ class DiscogsSimulator:
             return _message(403, MSG_FORBIDDEN)
         return None
 
-    def route(
+    def _route(
         self, kind: str, params: dict[str, str], query: list[tuple[str, str]], token: str | None
     ) -> _Response:
         """Answer one GET (no rate limiting, no faults): a status and a JSON-able body."""
@@ -424,13 +424,12 @@ class DiscogsSimulator:
             denied = self._owner(token, user)
             return denied or _Response(200, catalogue.collection_value(user))
         if kind == "wants":
-            return self._page(user.wants, "wants", query, kind, user, 0)
+            return self._page(user.wants, "wants", query, f"/users/{user.name}/wants")
         if kind == "collection_release":
             rid = int(params["id"])
             items = [it for it in user.items if it["id"] == rid]
-            if token is None or self._owner(token, user) is not None:
-                items = list(items)
-            return self._page(items, "releases", query, kind, user, -1)
+            path = f"/users/{user.name}/collection/releases/{rid}"
+            return self._page(items, "releases", query, path)
         folder_id = int(params["folder"])
         if folder_id != 0:
             denied = self._owner(token, user)
@@ -444,17 +443,14 @@ class DiscogsSimulator:
         items_or_none = user.folder_items(folder_id)
         if items_or_none is None:
             return _message(404, MSG_FOLDER_NOT_FOUND)
-        return self._page(items_or_none, "releases", query, kind, user, folder_id)
+        path = f"/users/{user.name}/collection/folders/{folder_id}/releases"
+        return self._page(items_or_none, "releases", query, path)
 
-    def _sorted(
-        self, items: list[dict[str, Any]], user: SimUser, folder_id: int, sort: str, order: str
-    ) -> list[dict[str, Any]]:
+    @staticmethod
+    def _sorted(items: list[dict[str, Any]], sort: str, order: str) -> list[dict[str, Any]]:
+        """Items in ``sort`` order (ties by instance id); no or unknown sort: collection order."""
         if sort not in _SORTS:
             return items if order != "desc" else items[::-1]
-        key_cache = (id(user.items), len(user.items), folder_id, sort, order)
-        cached = self._sort_cache.get(key_cache)
-        if cached is not None and folder_id >= 0:
-            return cached
 
         def key(item: dict[str, Any]) -> tuple[Any, int]:
             info = item.get("basic_information", {})
@@ -478,22 +474,16 @@ class DiscogsSimulator:
                 value = str(item.get("date_added", ""))
             return value, int(item.get("instance_id", item.get("id", 0)))
 
-        result = sorted(items, key=key, reverse=order == "desc")
-        if folder_id >= 0:
-            if len(self._sort_cache) > 64:
-                self._sort_cache.clear()
-            self._sort_cache[key_cache] = result
-        return result
+        return sorted(items, key=key, reverse=order == "desc")
 
     def _page(
         self,
         items: list[dict[str, Any]],
         field_name: str,
         query: list[tuple[str, str]],
-        kind: str,
-        user: SimUser,
-        folder_id: int,
+        path: str,
     ) -> _Response:
+        """One page of ``items`` under ``field_name`` with the real ``pagination`` block."""
         args = dict(query)
         per_page = _int(args.get("per_page"), 50)
         per_page = 50 if per_page < 1 else min(per_page, 100)
@@ -501,11 +491,8 @@ class DiscogsSimulator:
         pages = max(1, math.ceil(len(items) / per_page))
         if not 1 <= page <= pages:
             return _message(404, f"Page {page} is outside of valid range [1, {pages}].")
-        ordered = self._sorted(
-            items, user, folder_id, args.get("sort", ""), args.get("sort_order", "asc")
-        )
+        ordered = self._sorted(items, args.get("sort", ""), args.get("sort_order", "asc"))
         chunk = ordered[(page - 1) * per_page : page * per_page]
-        del kind
         return _Response(
             200,
             {
@@ -514,19 +501,11 @@ class DiscogsSimulator:
                     "pages": pages,
                     "per_page": per_page,
                     "items": len(items),
-                    "urls": _page_urls(
-                        self._path_for(user, field_name, folder_id), query, page, pages
-                    ),
+                    "urls": _page_urls(path, query, page, pages),
                 },
                 field_name: chunk,
             },
         )
-
-    @staticmethod
-    def _path_for(user: SimUser, field_name: str, folder_id: int) -> str:
-        if field_name == "wants":
-            return f"/users/{user.name}/wants"
-        return f"/users/{user.name}/collection/folders/{folder_id}/releases"
 
     def _release_bytes(self, rid: int, raw: str) -> bytes:
         cached = self._release_cache.get(rid)
@@ -535,7 +514,7 @@ class DiscogsSimulator:
             self._release_cache[rid] = cached
         return cached
 
-    def render(self, response: _Response, kind: str, params: dict[str, str]) -> bytes:
+    def _render(self, response: _Response, kind: str, params: dict[str, str]) -> bytes:
         """Serialise a response body with this simulator's URLs."""
         if response.raw is not None:
             if kind == "release":
@@ -722,10 +701,10 @@ class _Handler(BaseHTTPRequestHandler):
             response = _message(404, MSG_NOT_FOUND)
         else:
             try:
-                response = sim.route(kind, params, query, token)
+                response = sim._route(kind, params, query, token)
             except Exception as exc:  # a simulator bug must still answer
                 response = _message(500, f"simulator error: {exc!r}")
-        body = sim.render(response, kind, params)
+        body = sim._render(response, kind, params)
         if fault is not None and fault.kind == "malformed" and response.status == 200:
             body = body[: max(1, len(body) // 2)]
         self._wait(sim, delay)
