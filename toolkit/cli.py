@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(commands)
     _add_cache(commands)
     _add_serve(commands)
+    _add_bench(commands)
     del commands
     return parser
 
@@ -342,3 +343,61 @@ def _run_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     return 0
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bench``: measure every row of the spec's performance table against baselines."""
+    parser = commands.add_parser(
+        "bench",
+        help="run the benchmarks (results.json/csv and PNG charts)",
+        description="Measure the spec's performance claims next to baselines measured in the same "
+        "run; writes results.json, results.csv and charts/*.png under --out.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (under a minute)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output directory (default DATA_DIR/bench)"
+    )
+    parser.add_argument(
+        "--only", default=None, metavar="ROWS", help="rows to run: numbers, ranges or keys (1,3-5)"
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the Markdown table of the existing OUT/results.json (runs nothing)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the table of OUT/results.json into FILE between the bench markers",
+    )
+    parser.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from toolkit.bench import default_out_dir, load_results, run_benchmarks, to_markdown
+    from toolkit.bench.report import update_readme
+
+    out = args.out if args.out is not None else default_out_dir()
+    if args.markdown or args.readme is not None:
+        if not (out / "results.json").is_file():
+            print(f"discogs-toolkit bench: no results in {out}; run the benchmarks first",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        run = load_results(out)
+        if args.readme is not None:
+            update_readme(args.readme, run)
+        if args.markdown:
+            print(to_markdown(run), end="")
+        return 0
+    try:
+        run = run_benchmarks(out, quick=args.quick, only=args.only, log=print)
+    except ValueError as exc:
+        print(f"discogs-toolkit bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'results.json'}, {out / 'results.csv'} and {len(run.rows)} charts")
+    return 0 if all(row.status != "error" for row in run.rows) else 1
