@@ -1,0 +1,536 @@
+"""Tests of the collection schema and loader on DuckDB and sqlite, with real Discogs API JSON."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolkit.collection import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    CollectionDataError,
+    clear_failures,
+    create_schema,
+    known_release_ids,
+    load_collection,
+    permanent_failure_ids,
+    record_failure,
+    remove_missing_items,
+    schema_version,
+)
+from toolkit.db import Database
+from toolkit.errors import DatabaseError
+
+ENGINES = ("duckdb", "sqlite")
+SUFFIX = {"duckdb": ".duckdb", "sqlite": ".sqlite"}
+API = Path(__file__).parent / "fixtures" / "api"
+BROTHERLOGIC = API / "brotherlogic-godiscogs"
+JOALLA = API / "joalla-discogs_client"
+FETCHED = datetime(2024, 5, 6, 7, 8, 9, 123456)
+
+
+def read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def page_items() -> list[dict[str, Any]]:
+    folder = BROTHERLOGIC / "users/brotherlogic/collection/folders/0"
+    items: list[dict[str, Any]] = []
+    for name in ("releases_per_page=100_token=token", "releases_per_page=100_token=token_page=32"):
+        items += read(folder / name)["releases"]
+    items += read(BROTHERLOGIC / "users/brotherlogic/collection/releases/323005_token=token")[
+        "releases"
+    ]
+    return items
+
+
+def full_releases() -> list[dict[str, Any]]:
+    return [
+        read(BROTHERLOGIC / "releases/249504_token=token"),
+        read(BROTHERLOGIC / "releases/2370027_token=token"),
+        read(JOALLA / "releases/1.json"),
+        read(JOALLA / "releases/3329867.json"),
+    ]
+
+
+def joalla_items() -> list[dict[str, Any]]:
+    page = read(JOALLA / "users/example/collection/folders/0/releases_page=1&per_page=50.json")
+    items: list[dict[str, Any]] = page["releases"]
+    return items
+
+
+@pytest.fixture(params=ENGINES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    database = Database.connect(tmp_path / f"c{SUFFIX[request.param]}")
+    create_schema(database)
+    yield database
+    database.close()
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, normalised so both engines compare equal."""
+    result = {}
+    for table, columns in TABLES.items():
+        names = ", ".join(name for name, _ in columns)
+        rows = [tuple(_norm(v) for v in row) for row in db.fetchall(f"SELECT {names} FROM {table}")]
+        result[table] = sorted(rows, key=repr)
+    return result
+
+
+def view_rows(db: Database) -> list[tuple[Any, ...]]:
+    return [
+        tuple(_norm(v) for v in row)
+        for row in db.fetchall("SELECT * FROM collection ORDER BY instance_id")
+    ]
+
+
+def release(release_id: int, **fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": release_id,
+        "title": f"Release {release_id}",
+        "year": 1999,
+        "artists": [{"id": 10, "name": "Artist Ten", "anv": "", "join": "", "role": ""}],
+        "labels": [{"id": 20, "name": "Label Twenty", "catno": "LT-1"}],
+        "genres": ["Rock"],
+        "styles": ["Punk"],
+        "formats": [{"name": "Vinyl", "qty": "1", "descriptions": ["LP", "Album"]}],
+        "tracklist": [{"position": "A1", "title": "One", "duration": "3:25", "type_": "track"}],
+    }
+    data.update(fields)
+    return data
+
+
+def item(instance_id: int, release_id: int, folder_id: int = 1, **basic: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "id": release_id,
+        "title": f"Basic {release_id}",
+        "year": 2001,
+        "artists": [{"id": 11, "name": "Basic Artist", "anv": "", "join": "", "role": ""}],
+        "labels": [{"id": 21, "name": "Basic Label", "catno": "BL-1"}],
+        "formats": [{"name": "CD", "qty": "1", "descriptions": ["Album"]}],
+        "genres": ["Jazz"],
+        "styles": ["Bop"],
+    }
+    info.update(basic)
+    return {
+        "id": release_id,
+        "instance_id": instance_id,
+        "folder_id": folder_id,
+        "rating": 3,
+        "date_added": "2020-01-01T00:00:00-08:00",
+        "basic_information": info,
+    }
+
+
+# ------------------------------------------------------------------------ schema
+
+
+def test_create_schema_is_idempotent(db: Database) -> None:
+    assert schema_version(db) == SCHEMA_VERSION
+    create_schema(db)
+    assert create_schema(db) == SCHEMA_VERSION
+    for table in (*TABLES, "collection", "schema_version"):
+        assert db.table_exists(table), table
+    assert db.fetchall("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+
+
+def test_same_columns_on_both_engines(tmp_path: Path) -> None:
+    columns = {}
+    for engine in ENGINES:
+        with Database.connect(tmp_path / f"s{SUFFIX[engine]}") as database:
+            create_schema(database)
+            columns[engine] = {
+                table: list(database.df(f"SELECT * FROM {table} LIMIT 0").columns)
+                for table in (*TABLES, "collection")
+            }
+    assert columns["duckdb"] == columns["sqlite"]
+    assert columns["duckdb"]["releases"] == [name for name, _ in TABLES["releases"]]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_migrates_a_version_1_database(tmp_path: Path, engine: str) -> None:
+    with Database.connect(tmp_path / f"old{SUFFIX[engine]}") as database:
+        database.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        database.execute("INSERT INTO schema_version VALUES (1)")
+        for statement in _MIGRATIONS[1]:
+            database.execute(
+                statement if engine == "duckdb" else statement.replace("DOUBLE", "REAL")
+            )
+        database.execute("INSERT INTO releases (release_id, title) VALUES (7, 'kept')")
+        assert schema_version(database) == 1
+        assert not database.table_exists("pull_failures")
+        assert create_schema(database) == SCHEMA_VERSION
+        assert database.table_exists("pull_failures")
+        assert database.table_exists("collection")
+        assert database.fetchall("SELECT title FROM releases") == [("kept",)]
+        assert record_failure(database, 7, "boom", False) == 1
+
+
+def test_newer_schema_is_refused(db: Database) -> None:
+    db.execute("UPDATE schema_version SET version = ?", [SCHEMA_VERSION + 1])
+    with pytest.raises(DatabaseError, match="newer"):
+        create_schema(db)
+
+
+# ------------------------------------------------------------------------ loading real fixtures
+
+
+def test_loading_real_fixtures_twice_gives_identical_tables(db: Database) -> None:
+    items, releases = page_items(), full_releases()
+    written = load_collection(db, items, releases, username="brotherlogic", fetched_at=FETCHED)
+    first = snapshot(db)
+    assert written["collection_items"] == len(first["collection_items"]) == 104
+    load_collection(db, items, releases, username="brotherlogic", fetched_at=FETCHED)
+    assert snapshot(db) == first
+    assert all(first[t] for t in TABLES if t != "pull_failures")
+
+
+def test_both_engines_store_the_same_rows(tmp_path: Path) -> None:
+    snapshots, views = [], []
+    for engine in ENGINES:
+        with Database.connect(tmp_path / f"same{SUFFIX[engine]}") as database:
+            create_schema(database)
+            load_collection(database, page_items(), full_releases(), fetched_at=FETCHED)
+            load_collection(database, joalla_items(), [], username="example", fetched_at=FETCHED)
+            snapshots.append(snapshot(database))
+            views.append(view_rows(database))
+    assert snapshots[0] == snapshots[1]
+    assert views[0] == views[1]
+    assert len(views[0]) == 104 + 3
+
+
+def test_collection_view_has_one_row_per_item(db: Database) -> None:
+    load_collection(db, page_items(), full_releases(), username="brotherlogic", fetched_at=FETCHED)
+    items = db.scalar("SELECT count(*) FROM collection_items")
+    assert db.scalar("SELECT count(*) FROM collection") == items == 104
+    assert db.scalar("SELECT count(DISTINCT instance_id) FROM collection") == items
+    # 2331612 is in the collection twice (two instances of one release).
+    assert db.scalar("SELECT count(*) FROM collection WHERE release_id = 2331612") == 2
+    first = db.df("SELECT * FROM collection WHERE instance_id = 130899776")
+    assert first["artists"].tolist() == ["Bridget Hayden"]
+    assert first["title"].tolist() == ["A Siren Blares In An Indifferent Ocean"]
+    assert first["labels"].tolist() == ["(K-RAA-K)³"]
+    assert first["year"].tolist() == [2011]
+    assert first["rating"].tolist() == [4]
+
+
+def test_view_aggregates_in_order(db: Database) -> None:
+    load_collection(db, joalla_items(), [], username="example", fetched_at=FETCHED)
+    rows = db.fetchall(
+        "SELECT release_id, artists, genres, styles, formats FROM collection ORDER BY release_id"
+    )
+    assert rows == [
+        (457553, "Suburbass, MRMNK", "Electronic", "Techno", "Vinyl"),
+        (
+            656052,
+            "Orion (2), Royal (4), Theory (3), Dr. Know (4)",
+            "Electronic",
+            "Drum n Bass",
+            "Vinyl",
+        ),
+        (6794957, "Kruder & Dorfmeister", "Electronic", "Downtempo, Dub, Trip Hop", "Vinyl"),
+    ]
+
+
+def test_detailed_release_fields(db: Database) -> None:
+    load_collection(db, [], full_releases(), fetched_at=FETCHED)
+    row = db.fetchone(
+        "SELECT title, year, country, released, master_id, status, data_quality, lowest_price, "
+        "num_for_sale, community_have, community_want, community_rating_average, "
+        "community_rating_count FROM releases WHERE release_id = 249504"
+    )
+    assert row == (
+        "Never Gonna Give You Up",
+        1987,
+        "UK",
+        "1987-07-00",
+        96559,
+        "Accepted",
+        "Correct",
+        1.08,
+        48,
+        814,
+        148,
+        3.55,
+        80,
+    )
+    credits = db.fetchall(
+        "SELECT artist_id, anv, role FROM release_artists WHERE release_id = 249504 "
+        "ORDER BY role NULLS FIRST, position"
+    )
+    assert credits[0] == (72872, None, None)  # the main artist: role NULL
+    assert (34067, "Mixmaster Pete Hammond", "Mixed By") in credits
+    assert db.fetchall(
+        "SELECT name, qty, descriptions FROM release_formats WHERE release_id = 249504"
+    ) == [("Vinyl", 1, '["7\\"", "45 RPM", "Single"]')]
+    assert db.fetchall(
+        "SELECT position, sequence, title, duration_seconds, type FROM tracks "
+        "WHERE release_id = 249504 ORDER BY sequence"
+    ) == [
+        ("A", 0, "Never Gonna Give You Up", 212, "track"),
+        ("B", 1, "Never Gonna Give You Up (Instrumental)", 210, "track"),
+    ]
+
+
+def test_lowest_price_null_and_old_format_release(db: Database) -> None:
+    load_collection(db, [], full_releases(), fetched_at=FETCHED)
+    assert db.fetchone(
+        "SELECT lowest_price, num_for_sale FROM releases WHERE release_id = 2370027"
+    ) == (None, 0)
+    old = db.fetchone(
+        "SELECT title, master_id, lowest_price, num_for_sale, community_have, "
+        "community_rating_average, data_quality FROM releases WHERE release_id = 3329867"
+    )
+    assert old == ("Darwinia Soundtrack", None, None, None, None, None, "Needs Vote")
+    assert db.fetchall("SELECT text FROM release_formats WHERE release_id = 3329867") == [
+        ("320 kbps",)
+    ]
+
+
+def test_heading_tracks_with_empty_positions_are_kept(db: Database) -> None:
+    data = read(BROTHERLOGIC / "releases/2370027_token=token")
+    load_collection(db, [], [data], fetched_at=FETCHED)
+    stored = db.fetchall(
+        "SELECT sequence, position, title, type FROM tracks WHERE release_id = 2370027 "
+        "ORDER BY sequence"
+    )
+    assert len(stored) == len(data["tracklist"])
+    assert [s[0] for s in stored] == list(range(len(data["tracklist"])))
+    headings = [s for s in stored if s[3] == "heading"]
+    assert len(headings) >= 2
+    assert headings[0] == (0, None, "Here Come The Warm Jets", "heading")
+    assert all(h[1] is None for h in headings)
+
+
+def test_multi_value_fields_are_rows_and_commas_stay(db: Database) -> None:
+    data = release(1, genres=["Folk, World, & Country", "Rock"], styles=["Folk", "Folk"])
+    load_collection(db, [], [data], fetched_at=FETCHED)
+    assert sorted(db.fetchall("SELECT genre FROM release_genres")) == [
+        ("Folk, World, & Country",),
+        ("Rock",),
+    ]
+    assert db.fetchall("SELECT style FROM release_styles") == [("Folk",)]
+
+
+def test_year_zero_is_null(db: Database) -> None:
+    load_collection(db, [item(1, 5, year=0)], [release(6, year=0)], fetched_at=FETCHED)
+    assert db.fetchall("SELECT release_id, year FROM releases ORDER BY release_id") == [
+        (5, None),
+        (6, None),
+    ]
+
+
+def test_notes_are_json_text(db: Database) -> None:
+    load_collection(db, page_items(), [], fetched_at=FETCHED)
+    notes = db.scalar("SELECT notes FROM collection_items WHERE instance_id = 19867048")
+    assert json.loads(notes)[0] == {"field_id": 1, "value": "Very Good Plus (VG+)"}
+    genres = db.fetchall("SELECT genre FROM release_genres WHERE release_id = 323005")
+    assert genres == [("Hip Hop",)]
+
+
+# ------------------------------------------------------------------------ basic vs detailed
+
+
+def test_items_without_details_get_basic_rows(db: Database) -> None:
+    load_collection(db, [item(1, 5)], [], username="me", fetched_at=FETCHED)
+    assert db.fetchone("SELECT title, year, fetched_at FROM releases WHERE release_id = 5") == (
+        "Basic 5",
+        2001,
+        None,
+    )
+    assert known_release_ids(db) == set()
+    row = db.fetchone("SELECT artists, labels, genres, formats, username FROM collection")
+    assert row == ("Basic Artist", "Basic Label", "Jazz", "CD", "me")
+
+
+def test_detailed_release_is_never_overwritten_by_basic_information(db: Database) -> None:
+    load_collection(db, [], [release(5)], fetched_at=FETCHED)
+    detailed = snapshot(db)
+    load_collection(db, [item(1, 5)], [], username="me", fetched_at=FETCHED + timedelta(days=1))
+    after = snapshot(db)
+    for table in TABLES:
+        if table != "collection_items":
+            assert after[table] == detailed[table], table
+    assert db.fetchone("SELECT title, genres, artists FROM collection") == (
+        "Release 5",
+        "Rock",
+        "Artist Ten",
+    )
+
+
+def test_details_replace_basic_rows(db: Database) -> None:
+    load_collection(db, [item(1, 5)], [], fetched_at=FETCHED)
+    load_collection(db, [], [release(5)], fetched_at=FETCHED)
+    assert db.fetchall("SELECT genre FROM release_genres") == [("Rock",)]
+    assert db.fetchall("SELECT artist_id FROM release_artists") == [(10,)]
+    assert db.fetchone("SELECT title, year, fetched_at IS NOT NULL FROM releases") == (
+        "Release 5",
+        1999,
+        True,
+    )
+
+
+def test_item_and_its_release_in_one_call_uses_the_release(db: Database) -> None:
+    load_collection(db, [item(1, 5)], [release(5)], fetched_at=FETCHED)
+    assert db.fetchone("SELECT title, genres FROM collection") == ("Release 5", "Rock")
+    assert db.scalar("SELECT count(*) FROM release_genres") == 1
+
+
+def test_full_release_replaces_all_its_child_rows(db: Database) -> None:
+    load_collection(db, [], [release(5), release(6)], fetched_at=FETCHED)
+    changed = release(
+        5,
+        genres=["Jazz"],
+        styles=[],
+        formats=[],
+        artists=[{"id": 12, "name": "New"}],
+        labels=[],
+        tracklist=[{"title": "Only"}],
+    )
+    load_collection(db, [], [changed], fetched_at=FETCHED)
+    assert db.fetchall("SELECT release_id, genre FROM release_genres ORDER BY 1") == [
+        (5, "Jazz"),
+        (6, "Rock"),
+    ]
+    for table in ("release_styles", "release_formats", "release_labels"):
+        assert db.fetchall(f"SELECT release_id FROM {table}") == [(6,)], table
+    assert db.fetchall("SELECT artist_id FROM release_artists ORDER BY 1") == [(10,), (12,)]
+    assert db.fetchall(
+        "SELECT position, sequence, title, duration_seconds, type FROM tracks WHERE release_id = 5"
+    ) == [(None, 0, "Only", None, "track")]
+
+
+def test_empty_arguments_are_fine(db: Database) -> None:
+    assert load_collection(db) == {table: 0 for table in load_collection(db)}
+    assert all(not rows for rows in snapshot(db).values())
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("items", "releases", "fragment"),
+    [
+        ([{"id": 5, "basic_information": {}}], [], "instance_id"),
+        ([{"instance_id": 9, "basic_information": {}}], [], "items[1].id"),
+        ([{"instance_id": 9, "id": 5, "basic_information": {"id": 6}}], [], "differs"),
+        (["not an object"], [], "items[1]"),
+        ([], [{"title": "no id"}], "releases[1].id"),
+        ([], [{"id": "abc"}], "releases[1].id"),
+        ([], [{"id": 5, "artists": "Someone"}], "releases[1].artists"),
+        ([], [{"id": 5, "tracklist": [1, 2]}], "releases[1].tracklist[0]"),
+        ([], [{"id": 5, "genres": "Rock"}], "releases[1].genres"),
+    ],
+)
+def test_structurally_bad_input_raises_and_leaves_db_unchanged(
+    db: Database, items: list[Any], releases: list[Any], fragment: str
+) -> None:
+    load_collection(db, [item(1, 5)], [release(6)], fetched_at=FETCHED)
+    before = snapshot(db)
+    good_then_bad_items = [item(2, 7), *items]
+    with pytest.raises(CollectionDataError) as info:
+        load_collection(db, good_then_bad_items, [release(8), *releases], fetched_at=FETCHED)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, DatabaseError)
+    assert snapshot(db) == before
+    assert not db.in_transaction
+
+
+def test_missing_optional_fields_become_null(db: Database) -> None:
+    load_collection(db, [{"id": 5, "instance_id": 1}], [{"id": 6}], fetched_at=FETCHED)
+    assert db.fetchall("SELECT release_id, title, year FROM releases ORDER BY 1") == [
+        (5, None, None),
+        (6, None, None),
+    ]
+    assert db.scalar("SELECT count(*) FROM collection") == 1
+
+
+def test_load_inside_a_failing_outer_transaction_is_rolled_back(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.transaction():
+        load_collection(db, page_items(), full_releases(), fetched_at=FETCHED)
+        assert db.scalar("SELECT count(*) FROM collection_items") == 104
+        raise RuntimeError("abort the pull")
+    assert all(not rows for rows in snapshot(db).values())
+
+
+def test_two_loads_in_one_transaction(db: Database) -> None:
+    with db.transaction():
+        load_collection(db, [item(1, 5)], [release(5)], fetched_at=FETCHED)
+        load_collection(db, [item(1, 5)], [release(5, title="Renamed")], fetched_at=FETCHED)
+    assert db.fetchall("SELECT title FROM releases") == [("Renamed",)]
+    assert db.scalar("SELECT count(*) FROM release_genres") == 1
+
+
+def test_input_is_not_mutated(db: Database) -> None:
+    items, releases = page_items(), full_releases()
+    originals = copy.deepcopy((items, releases))
+    load_collection(db, items, releases, fetched_at=FETCHED)
+    assert (items, releases) == originals
+
+
+# ------------------------------------------------------------------------ pipeline helpers
+
+
+def test_known_release_ids_and_freshness(db: Database) -> None:
+    load_collection(db, [item(1, 4)], [release(5)], fetched_at=FETCHED)
+    load_collection(db, [], [release(6)], fetched_at=FETCHED + timedelta(days=2))
+    assert known_release_ids(db) == {5, 6}
+    assert known_release_ids(db, FETCHED + timedelta(days=1)) == {6}
+    assert known_release_ids(db, FETCHED) == {5, 6}
+    aware = (
+        (FETCHED + timedelta(days=1)).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=5)))
+    )
+    assert known_release_ids(db, aware) == {6}
+
+
+def test_default_fetched_at_is_now(db: Database) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    load_collection(db, [], [release(5)])
+    assert known_release_ids(db, before) == {5}
+    assert known_release_ids(db, before + timedelta(hours=1)) == set()
+
+
+def test_remove_missing_items(db: Database) -> None:
+    items = [item(1, 5, folder_id=1), item(2, 6, folder_id=1), item(3, 7, folder_id=2)]
+    load_collection(db, items, [], username="me", fetched_at=FETCHED)
+    load_collection(db, [item(4, 5, folder_id=1)], [], username="you", fetched_at=FETCHED)
+    assert remove_missing_items(db, "me", 1, [1, 3]) == 1  # only folder 1 is considered
+    assert remove_missing_items(db, "me", 0, [1]) == 1  # folder 0 = every folder
+    assert db.fetchall("SELECT instance_id FROM collection_items ORDER BY 1") == [(1,), (4,)]
+    assert remove_missing_items(db, "me", 0, [1]) == 0
+    assert remove_missing_items(db, "you", 0, []) == 1
+    assert db.scalar("SELECT count(*) FROM releases") == 3  # releases stay as a cache
+
+
+def test_record_and_clear_failures(db: Database) -> None:
+    t1, t2 = FETCHED, FETCHED + timedelta(minutes=5)
+    assert record_failure(db, 5, "HTTP 503", False, now=t1) == 1
+    assert record_failure(db, 5, "HTTP 404", True, now=t2) == 2
+    assert record_failure(db, 6, "timeout", False) == 1
+    row = db.fetchone(
+        "SELECT error, attempts, last_attempt, permanent FROM pull_failures WHERE release_id = 5"
+    )
+    assert row is not None
+    assert (row[0], row[1], _norm(row[2]), bool(row[3])) == ("HTTP 404", 2, _norm(t2), True)
+    assert permanent_failure_ids(db) == {5}
+    assert clear_failures(db, [5, 99]) == 1
+    assert clear_failures(db, []) == 0
+    assert db.fetchall("SELECT release_id FROM pull_failures") == [(6,)]
