@@ -479,6 +479,16 @@ def test_strict_moving_window_dated_at_arrival() -> None:
         assert stats.throttled == 3 and stats.by_status[200] == 7
 
 
+def test_strict_window_with_the_real_clock() -> None:
+    with _fresh(rate_limit=5, window=1.0) as sim, requests.Session() as s:
+        s.headers.update(AUTH)
+        codes = [s.get(f"{sim.url}/releases/1").status_code for _ in range(6)]
+        log = sim.request_log
+        # decided from the recorded arrival times, not from luck about the machine's speed
+        inside = log[5].time - log[0].time < 1.0
+        assert codes == [200] * 5 + [429 if inside else 200]
+
+
 def test_retry_after_when_asked() -> None:
     clock = FakeClock()
     with _fresh(rate_limit=2, window=60.0, retry_after=True, clock=clock) as sim:
@@ -634,6 +644,7 @@ def test_counters_and_request_log() -> None:
         assert [e.status for e in log] == [200, 200, 200, 429]
         assert all(e.time == pytest.approx(log[0].time, abs=60) for e in log)
         assert sim.counters == stats
+        assert stats.connections == 1  # one keep-alive connection for the whole session
         sim.reset_counters()
         assert sim.stats().requests == 0 and sim.request_log == []
 

@@ -139,12 +139,18 @@ class RequestRecord(NamedTuple):
 
 @dataclass(frozen=True)
 class SimStats:
-    """A snapshot of the simulator's counters since start or :meth:`DiscogsSimulator.reset_counters`."""
+    """A snapshot of the simulator's counters since start or :meth:`DiscogsSimulator.reset_counters`.
+
+    ``by_kind`` keys: release, collection, collection_release, folders, folder, user, identity,
+    value, wants, marketplace, other. ``faults`` keys: error, reset, malformed, slow, storm.
+    ``connections`` counts accepted TCP connections (keep-alive reuse keeps it low).
+    """
 
     requests: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     by_status: dict[int, int] = field(default_factory=dict)
     throttled: int = 0
+    connections: int = 0
     faults: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -230,6 +236,7 @@ class DiscogsSimulator:
         self._by_status: dict[int, int] = {}
         self._fault_counts: dict[str, int] = {}
         self._throttled = 0
+        self._connections = 0
         self._release_cache: dict[int, bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -291,6 +298,7 @@ class DiscogsSimulator:
                 by_kind=dict(self._by_kind),
                 by_status=dict(self._by_status),
                 throttled=self._throttled,
+                connections=self._connections,
                 faults=dict(self._fault_counts),
             )
 
@@ -313,6 +321,7 @@ class DiscogsSimulator:
             self._by_status.clear()
             self._fault_counts.clear()
             self._throttled = 0
+            self._connections = 0
 
     def reset_limits(self) -> None:
         """Forget every client's rate-limit window (a fresh minute for everyone)."""
@@ -596,6 +605,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+        with self.server.sim._lock:
+            self.server.sim._connections += 1
 
     def finish(self) -> None:
         with self.server.connections_lock:
