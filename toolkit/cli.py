@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolkitError as exc:
         if args.debug:
             raise
-        print(f"discogs-toolkit: error: {exc}", file=sys.stderr)
+        # One line, always: engine messages (SQL parser errors) can span several.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"discogs-toolkit: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("discogs-toolkit: interrupted", file=sys.stderr)

@@ -1,0 +1,371 @@
+"""The ``discogs-toolkit`` command: pull/stats/query/cache, exit codes and one-line error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from toolkit.cli import main
+from toolkit.discogs.catalogue import Catalogue
+from toolkit.discogs.simulator import DiscogsSimulator
+
+FAST = 100_000
+TOKEN = "tok-Sup3rSecret-4ab9e1"
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    catalogue = Catalogue(releases=2000, seed=11)
+    catalogue.user("clara", items=45)
+    return catalogue
+
+
+@pytest.fixture
+def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
+    with DiscogsSimulator(
+        catalogue,
+        rate_limit=FAST,
+        rate_limit_unauthenticated=FAST,
+        latency=0.0,
+        jitter=0.0,
+    ) as server:
+        yield server
+
+
+def _clean_environ() -> dict[str, str]:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
+    }
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment with nothing configured but a private data dir (returned)."""
+    for name in list(os.environ):
+        if name.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_")):
+            monkeypatch.delenv(name)
+    data = tmp_path / "data"
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
+    monkeypatch.setenv("DISCOGS_RATE_LIMIT", str(FAST))
+    return data
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("discogs-toolkit: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), (needle, lines[0])
+
+
+# ---------------------------------------------------------------------------- happy paths
+
+
+def test_pull_then_stats_query_and_cache(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    code, out, _ = run(["pull", "--username", "clara", "--no-progress"], capsys)
+    assert code == 0
+    assert "items                 45" in out
+    assert "rate_bound_seconds" in out
+    assert (env / "collection.duckdb").is_file()
+
+    code, out, _ = run(["stats"], capsys)
+    assert code == 0
+    assert "items       45" in out
+    assert "top genres" in out and "years" in out
+
+    code, out, _ = run(
+        ["query", "SELECT count(*) AS n FROM collection_items", "--format", "json"], capsys
+    )
+    assert code == 0 and json.loads(out) == [{"n": 45}]
+    code, out, _ = run(
+        [
+            "query",
+            "SELECT rating, count(*) AS n FROM collection_items GROUP BY 1 ORDER BY 1",
+            "--format",
+            "csv",
+        ],
+        capsys,
+    )
+    assert code == 0 and out.splitlines()[0] == "rating,n"
+    code, out, _ = run(["query", "SELECT 41 + 1 AS answer"], capsys)
+    assert code == 0 and "42" in out
+
+    code, out, _ = run(["cache", "stats"], capsys)
+    assert code == 0 and "exists     True" in out
+    responses = int(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("responses"))
+    )
+    assert responses > 0
+    code, out, _ = run(["cache", "clear"], capsys)
+    assert code == 0 and "removed" in out
+    assert not (env / "http_cache.sqlite").exists()
+    code, out, _ = run(["cache", "stats"], capsys)
+    assert "exists     False" in out
+
+
+def test_pull_into_sqlite_by_suffix(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    target = tmp_path / "c.sqlite"
+    code, _, _ = run(
+        ["pull", "-u", "clara", "--db", str(target), "--no-details", "--no-progress"], capsys
+    )
+    assert code == 0
+    assert target.read_bytes().startswith(b"SQLite format 3")
+    code, out, _ = run(
+        [
+            "query",
+            "SELECT count(*) AS n FROM collection_items",
+            "--db",
+            str(target),
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert json.loads(out) == [{"n": 45}]
+    assert sim.stats().by_kind.get("release", 0) == 0
+
+
+@pytest.mark.slow
+def test_no_configuration_uses_the_builtin_simulator_and_demo_user(tmp_path: Path) -> None:
+    env = _clean_environ()
+    env["TOOLKIT_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "pull",
+            "--no-details",
+            "--no-progress",
+            "--simulator-rate-limit",
+            str(FAST),
+            "--simulator-latency",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert "built-in simulator" in first and "'demo'" in first
+    assert "items                 1500" in done.stdout
+    assert (tmp_path / "data" / "collection.duckdb").is_file()
+
+
+@pytest.mark.slow
+def test_token_never_lands_in_data_files_or_output(sim: DiscogsSimulator, tmp_path: Path) -> None:
+    env = _clean_environ()
+    data = tmp_path / "data"
+    env.update(
+        DISCOGS_API_URL=sim.url,
+        DISCOGS_TOKEN=TOKEN,
+        TOOLKIT_DATA_DIR=str(data),
+        DISCOGS_RATE_LIMIT=str(FAST),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit", "pull", "-u", "clara"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sim.stats().by_kind.get("release", 0) > 0
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"collection.duckdb", "http_cache.sqlite"}
+    for path in files:
+        assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+def test_unknown_user(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    code, _, err = run(["pull", "-u", "nobody-here", "--no-progress"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "no user 'nobody-here'", "404")
+
+
+def test_bad_token(
+    catalogue: Catalogue,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with DiscogsSimulator(catalogue, tokens={"the-good-one": "clara"}, latency=0.0) as server:
+        monkeypatch.setenv("DISCOGS_API_URL", server.url)
+        monkeypatch.setenv("DISCOGS_TOKEN", TOKEN)
+        code, out, err = run(["pull", "-u", "clara", "--no-progress"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "refused the token", "401")
+    assert TOKEN not in out + err
+
+
+@pytest.mark.slow
+def test_unreachable_server(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("DISCOGS_API_URL", f"http://127.0.0.1:{port}")
+    code, _, err = run(["pull", "-u", "clara", "--no-progress"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "could not be reached")
+
+
+def test_locked_database(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); c.execute('CREATE TABLE t (x INT)');"
+            " print('ready', flush=True); sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        code, _, err = run(["pull", "-u", "clara", "--db", str(path), "--no-progress"], capsys)
+        assert code == 1
+        assert_one_line_error(err, "locked", str(path))
+        code, _, err = run(["stats", "--db", str(path)], capsys)
+        assert code == 1
+        assert_one_line_error(err, "locked")
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert sim.stats().requests == 0  # the database is opened before any request
+
+
+@pytest.mark.parametrize("suffix", [".duckdb", ".sqlite"])
+def test_corrupt_database(
+    suffix: str,
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    path = tmp_path / f"broken{suffix}"
+    path.write_bytes(b"this is not a database file at all\n" * 200)
+    code, _, err = run(["pull", "-u", "clara", "--db", str(path), "--no-progress"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "cannot open", str(path))
+    code, _, err = run(["query", "SELECT 1", "--db", str(path)], capsys)
+    assert code == 1
+    assert_one_line_error(err, "cannot open")
+
+
+def test_missing_database(env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(["stats", "--db", str(tmp_path / "nope.duckdb")], capsys)
+    assert code == 1
+    assert_one_line_error(err, "no database", "pull")
+    code, _, err = run(["query", "SELECT 1", "--db", str(tmp_path / "x.duckdb")], capsys)
+    assert code == 1
+    assert_one_line_error(err, "no database")
+    assert not (tmp_path / "x.duckdb").exists()  # a query never creates a database
+
+
+def test_bad_sql_is_one_line(env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "q.duckdb"
+    duckdb.connect(str(path)).close()
+    code, _, err = run(["query", "SELEC nonsense", "--db", str(path)], capsys)
+    assert code == 1
+    assert_one_line_error(err, "syntax")
+
+
+def test_debug_shows_the_traceback(env: Path, tmp_path: Path) -> None:
+    from toolkit.errors import DatabaseError
+
+    with pytest.raises(DatabaseError):
+        main(["--debug", "stats", "--db", str(tmp_path / "nope.duckdb")])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pull", "--concurrency", "0"],
+        ["pull", "--bogus"],
+        ["query"],
+        ["query", "SELECT 1", "--format", "xml"],
+        ["cache", "purge"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], tmp_path: Path) -> None:
+    env = _clean_environ()
+    env["TOOLKIT_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert "usage:" in done.stderr
+
+
+def test_username_required_with_a_real_server(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", "http://127.0.0.1:9")
+    code, _, err = run(["pull", "--no-progress"], capsys)
+    assert code == 2 and "--username" in err
