@@ -365,14 +365,9 @@ class DiscogsSimulator:
             return 0.0
         return max(0.0, self.latency + self._latency_rng.uniform(-self.jitter, self.jitter))
 
-    def _authenticate(self, token: str | None) -> tuple[bool, str | None]:
-        """(valid, username): no token → (True, None); a bad token → (False, None)."""
-        if token is None:
-            return True, None
-        if self.tokens is None:
-            return True, None
-        name = self.tokens.get(token)
-        return (name is not None), name
+    def _token_ok(self, token: str | None) -> bool:
+        """False only for a token outside the ``tokens`` mapping (no token is fine)."""
+        return token is None or self.tokens is None or token in self.tokens
 
     def _owner(self, token: str | None, user: SimUser) -> _Response | None:
         """None when ``token`` may see ``user``'s private data, else the 401/403 response."""
@@ -618,6 +613,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default stderr access log."""
 
     def do_GET(self) -> None:
+        """Answer one GET: User-Agent check, window and storms, faults, then the route."""
         sim = self.server.sim
         arrival = sim._clock()
         split = urlsplit(self.path)
@@ -629,84 +625,56 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 kind, params = name, match.groupdict()
                 break
-        client = str(self.client_address[0])
-        user_agent = self.headers.get("User-Agent", "")
-        if sim.require_user_agent and not user_agent.strip():
-            number = 0
-            self._finish(
-                sim,
-                403,
-                {"message": MSG_USER_AGENT},
-                b"",
-                {},
-                arrival,
-                path,
-                kind,
-                client,
-                number,
-                None,
-            )
+        self._record = RequestRecord(arrival, "GET", path, kind, 0, str(self.client_address[0]), 0)
+        self._fault: Fault | None = None
+        if sim.require_user_agent and not self.headers.get("User-Agent", "").strip():
+            self._answer(403, _json({"message": MSG_USER_AGENT}), {})
             return
         token = _token(self.headers.get("Authorization"), query)
-        valid, _name = sim._authenticate(token)
         limit = sim.rate_limit if token is not None else sim.rate_limit_unauthenticated
-        key = f"token:{token}" if token is not None else f"ip:{client}"
+        key = f"token:{token}" if token is not None else f"ip:{self._record.client}"
         number, fault, used, retry = sim._admit(key, limit, arrival)
+        self._record = self._record._replace(number=number)
+        self._fault = fault
         headers = {
             "X-Discogs-Ratelimit": str(limit),
             "X-Discogs-Ratelimit-Used": str(used),
             "X-Discogs-Ratelimit-Remaining": str(max(0, limit - used)),
         }
         delay = sim._delay()
+        if fault is not None and fault.kind == "slow":
+            delay += sim.faults.slow_seconds
         if fault is not None and fault.kind == "throttle":
             if sim.retry_after:
                 headers["Retry-After"] = str(max(1, math.ceil(retry)))
-            self._wait(sim, delay)
-            self._finish(
-                sim,
-                429,
-                {"message": MSG_RATE_LIMIT},
-                b"",
-                headers,
-                arrival,
-                path,
-                kind,
-                client,
-                number,
-                fault,
-            )
-            return
-        if fault is not None and fault.kind == "reset":
-            self._wait(sim, delay)
+            body = _json({"message": MSG_RATE_LIMIT})
+            status = 429
+        elif fault is not None and fault.kind == "error":
+            body = _json({"message": _phrase(fault.status)})
+            status = fault.status
+        elif fault is not None and fault.kind == "reset":
+            self._wait(delay)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            sim._record(RequestRecord(arrival, "GET", path, kind, 0, client, number), fault)
+            sim._record(self._record, fault)
             return
-        if fault is not None and fault.kind == "slow":
-            delay += sim.faults.slow_seconds
-        if fault is not None and fault.kind == "error":
-            self._wait(sim, delay)
-            phrase = (
-                HTTPStatus(fault.status).phrase
-                if fault.status in HTTPStatus._value2member_map_
-                else "Error"
-            )
-            self._finish(
-                sim,
-                fault.status,
-                {"message": phrase},
-                b"",
-                headers,
-                arrival,
-                path,
-                kind,
-                client,
-                number,
-                fault,
-            )
-            return
-        if not valid:
+        else:
+            status, body = self._respond(sim, kind, params, query, token)
+            if fault is not None and fault.kind == "malformed" and status == 200:
+                body = body[: max(1, len(body) // 2)]
+        self._wait(delay)
+        self._answer(status, body, headers)
+
+    @staticmethod
+    def _respond(
+        sim: DiscogsSimulator,
+        kind: str,
+        params: dict[str, str],
+        query: list[tuple[str, str]],
+        token: str | None,
+    ) -> tuple[int, bytes]:
+        if not sim._token_ok(token):
             response = _message(401, MSG_AUTH)
         elif kind == "other":
             response = _message(404, MSG_NOT_FOUND)
@@ -715,37 +683,16 @@ class _Handler(BaseHTTPRequestHandler):
                 response = sim._route(kind, params, query, token)
             except Exception as exc:  # a simulator bug must still answer
                 response = _message(500, f"simulator error: {exc!r}")
-        body = sim._render(response, kind, params)
-        if fault is not None and fault.kind == "malformed" and response.status == 200:
-            body = body[: max(1, len(body) // 2)]
-        self._wait(sim, delay)
-        self._finish(
-            sim, response.status, None, body, headers, arrival, path, kind, client, number, fault
-        )
+        return response.status, sim._render(response, kind, params)
 
-    def _wait(self, sim: DiscogsSimulator, delay: float) -> None:
+    def _wait(self, delay: float) -> None:
         if delay > 0:
-            sim._sleep(delay)
+            self.server.sim._sleep(delay)
 
-    def _finish(
-        self,
-        sim: DiscogsSimulator,
-        status: int,
-        payload: dict[str, Any] | None,
-        body: bytes,
-        headers: dict[str, str],
-        arrival: float,
-        path: str,
-        kind: str,
-        client: str,
-        number: int,
-        fault: Fault | None,
-    ) -> None:
-        if payload is not None:
-            body = json.dumps(payload).encode()
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """Record, then write status line, headers and body in one send."""
         lines = [
-            f"HTTP/1.1 {status} {phrase}",
+            f"HTTP/1.1 {status} {_phrase(status)}",
             "Server: nginx",
             f"Date: {self.date_time_string()}",
             "Content-Type: application/json",
@@ -756,7 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if self.close_connection:
             lines.append("Connection: close")
-        sim._record(RequestRecord(arrival, "GET", path, kind, status, client, number), fault)
+        self.server.sim._record(self._record._replace(status=status), self._fault)
         try:
             self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         except OSError:
@@ -767,22 +714,26 @@ class _Handler(BaseHTTPRequestHandler):
         if length > 0:
             self.rfile.read(length)
         sim = self.server.sim
-        self.close_connection = True
-        self._finish(
-            sim,
-            405,
-            {"message": "Method not allowed."},
-            b"",
-            {},
-            sim._clock(),
-            urlsplit(self.path).path,
-            "other",
-            str(self.client_address[0]),
-            0,
-            None,
+        path = urlsplit(self.path).path
+        self._record = RequestRecord(
+            sim._clock(), str(self.command), path, "other", 0, str(self.client_address[0]), 0
         )
+        self._fault = None
+        self.close_connection = True
+        self._answer(405, _json({"message": "Method not allowed."}), {})
 
     do_POST = _not_allowed
     do_PUT = _not_allowed
     do_DELETE = _not_allowed
     do_PATCH = _not_allowed
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
