@@ -446,6 +446,16 @@ def test_rate_limit_headers_on_every_response() -> None:
         assert anon.headers["X-Discogs-Ratelimit-Remaining"] == "3"  # its own window (by IP)
 
 
+def test_pre_used_window_like_a_shared_ip() -> None:
+    with _fresh(rate_limit=5, pre_used=3) as sim, requests.Session() as s:
+        s.headers.update(AUTH)
+        first = s.get(f"{sim.url}/releases/1")
+        assert first.headers["X-Discogs-Ratelimit-Used"] == "4"
+        assert first.headers["X-Discogs-Ratelimit-Remaining"] == "1"
+        assert s.get(f"{sim.url}/releases/1").status_code == 200
+        assert s.get(f"{sim.url}/releases/1").status_code == 429
+
+
 def test_unauthenticated_limit_defaults_to_min_25() -> None:
     assert _fresh(rate_limit=60).rate_limit_unauthenticated == 25
     assert _fresh(rate_limit=5).rate_limit_unauthenticated == 5
@@ -549,6 +559,17 @@ def test_fault_plan_is_deterministic() -> None:
     assert FaultPlan().decide(7) is None
     with pytest.raises(ValueError):
         FaultPlan(error_rate=0.8, reset_rate=0.5)
+
+
+def test_faults_limited_to_kinds() -> None:
+    plan = FaultPlan(error_rate=1.0, statuses=(502,), kinds=frozenset({"release"}))
+    assert plan.decide(1, kind="release") == Fault("error", 502)
+    assert plan.decide(1, kind="collection") is None
+    with _fresh(faults=plan) as sim, requests.Session() as s:
+        s.headers.update(AUTH)
+        assert s.get(f"{sim.url}/releases/1").status_code == 502
+        assert s.get(f"{sim.url}/users/demo/collection/folders/0/releases").status_code == 200
+        assert sim.stats().faults == {"error": 1}
 
 
 def test_throttle_storm() -> None:

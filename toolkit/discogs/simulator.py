@@ -80,7 +80,8 @@ class FaultPlan:
     probabilities per admitted request: error (a status drawn from ``statuses``), reset (the
     connection is shut down without a response), malformed (200 with the JSON body cut in half),
     slow (``slow_seconds`` more before a normal answer). Admitted requests count in the window
-    whatever their fault.
+    whatever their fault. ``kinds`` limits the rate faults to those path kinds (e.g.
+    ``frozenset({"release"})``); storms hit every kind.
     """
 
     error_rate: float = 0.0
@@ -90,6 +91,7 @@ class FaultPlan:
     slow_seconds: float = 1.0
     malformed_rate: float = 0.0
     throttle_storms: tuple[tuple[int, int], ...] = ()
+    kinds: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         total = self.error_rate + self.reset_rate + self.slow_rate + self.malformed_rate
@@ -104,11 +106,16 @@ class FaultPlan:
         """True when request ``number`` falls inside a throttle storm."""
         return any(start <= number < start + length for start, length in self.throttle_storms)
 
-    def decide(self, number: int, seed: int = 0) -> Fault | None:
-        """The fault for request ``number`` under ``seed`` (None = behave); pure and deterministic."""
+    def decide(self, number: int, seed: int = 0, kind: str | None = None) -> Fault | None:
+        """The fault for request ``number`` (of path ``kind``) under ``seed``; None = behave.
+
+        Pure and deterministic: the same plan, seed and numbers give the same faults.
+        """
         if self.in_storm(number):
             return Fault("throttle", 429)
         if not (self.error_rate or self.reset_rate or self.slow_rate or self.malformed_rate):
+            return None
+        if self.kinds is not None and kind not in self.kinds:
             return None
         rng = random.Random(f"discogs-sim-fault/{seed}/{number}")
         draw = rng.random()
@@ -184,6 +191,9 @@ class DiscogsSimulator:
       (on every endpoint) and other users' private folders a 403.
     * ``latency + uniform(-jitter, jitter)`` seconds of ``sleep`` per response, no lock held.
     * ``faults``: a :class:`FaultPlan`, decided from ``seed`` and the request number.
+    * ``pre_used``: requests already in each new client's window when it first shows up (a
+      shared egress IP: Remaining lower than expected from the first response).
+    * ``clock`` dates arrivals (``request_log`` times, the window); ``sleep`` serves latency.
     """
 
     def __init__(
@@ -204,6 +214,7 @@ class DiscogsSimulator:
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        pre_used: int = 0,
     ) -> None:
         if rate_limit < 1 or window <= 0:
             raise ValueError("rate_limit must be >= 1 and window > 0")
@@ -226,6 +237,7 @@ class DiscogsSimulator:
         self.require_user_agent = require_user_agent
         self.seed = seed
         self._clock = clock
+        self.pre_used = pre_used
         self._sleep = sleep
         self._latency_rng = random.Random(f"discogs-sim-latency/{seed}")
         self._lock = threading.Lock()
@@ -330,16 +342,21 @@ class DiscogsSimulator:
 
     # ---- request processing (called from handler threads) -----------------------------------
 
-    def _admit(self, key: str, limit: int, now: float) -> tuple[int, Fault | None, int, float]:
+    def _admit(
+        self, key: str, limit: int, now: float, kind: str
+    ) -> tuple[int, Fault | None, int, float]:
         """Number the request, apply storms and the moving window: (number, fault, used, retry)."""
         with self._lock:
             self._number += 1
             number = self._number
-            stamps = self._windows.setdefault(key, deque())
+            stamps = self._windows.get(key)
+            if stamps is None:
+                # someone else on this IP / token already used part of the window
+                stamps = self._windows[key] = deque([now] * self.pre_used)
             horizon = now - self.window
             while stamps and stamps[0] <= horizon:
                 stamps.popleft()
-            fault = self.faults.decide(number, self.seed)
+            fault = self.faults.decide(number, self.seed, kind)
             if fault is not None and fault.kind == "throttle":
                 return number, fault, len(stamps), 1.0
             if len(stamps) >= limit:
@@ -633,7 +650,7 @@ class _Handler(BaseHTTPRequestHandler):
         token = _token(self.headers.get("Authorization"), query)
         limit = sim.rate_limit if token is not None else sim.rate_limit_unauthenticated
         key = f"token:{token}" if token is not None else f"ip:{self._record.client}"
-        number, fault, used, retry = sim._admit(key, limit, arrival)
+        number, fault, used, retry = sim._admit(key, limit, arrival, kind)
         self._record = self._record._replace(number=number)
         self._fault = fault
         headers = {
