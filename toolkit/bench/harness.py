@@ -158,12 +158,15 @@ def interleaved(
                 time_once(cand.body, cand.loops)
     results: dict[str, list[float]] = {cand.name: [] for cand in candidates}
     count = len(candidates)
+    # One full collection up front; between repeats only the young generation (a full one can
+    # cost ~100 ms on a big heap, and the timed loops run with the collector paused anyway).
+    gc.collect()
     for rep in range(repeats):
         for offset in range(count):
             cand = candidates[(rep + offset) % count]
             if cand.setup is not None:
                 cand.setup()
-            gc.collect()
+            gc.collect(0)
             n = loops[cand.name]
             results[cand.name].append(time_once(cand.body, n) / 1e9 / n)
     return results

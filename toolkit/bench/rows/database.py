@@ -69,7 +69,7 @@ def query_build(ctx: BenchContext, row: RowResult) -> None:
     """The fluent chain + ``build()`` of the spec's complex query vs executing it on both engines."""
     from toolkit.db import Database
 
-    size: int = ctx.pick(5_000, 20_000)
+    size: int = ctx.pick(2_000, 20_000)
     sqlite_db = Database.connect(":memory:", engine="sqlite")
     duck_db = Database.connect(":memory:", engine="duckdb")
     try:
@@ -144,7 +144,7 @@ def transaction_overhead(ctx: BenchContext, row: RowResult) -> None:
                     Candidate("transaction", loop_of(manager.transaction, statements)),
                     Candidate("autocommit", loop_of(statements)),
                 ],
-                repeats=ctx.pick(9, 31),
+                repeats=ctx.pick(5, 31),
                 warmup=2,
                 min_time=ctx.pick(0.005, 0.02),
             )
@@ -238,7 +238,7 @@ def bulk_load(ctx: BenchContext, row: RowResult) -> None:
     """
     from toolkit.collection import TABLES, load_collection
 
-    n: int = ctx.pick(1_000, 5_000)
+    n: int = ctx.pick(500, 5_000)
     items, releases = _load_inputs(n)
     folder = ctx.work_dir / "bulk"
     shutil.rmtree(folder, ignore_errors=True)
@@ -268,7 +268,7 @@ def bulk_load(ctx: BenchContext, row: RowResult) -> None:
                 else:
                     db.executemany(sql, table_rows)
 
-    duck_rows = sample(ctx.pick(1_000, 10_000))
+    duck_rows = sample(ctx.pick(500, 10_000))
     single_rows = sample(ctx.pick(10_000, 30_000))
     sizes = {
         "load_collection → DuckDB": total,

@@ -253,7 +253,7 @@ def collection_sync(ctx: BenchContext, row: RowResult) -> None:
     Sequential = ``pull_collection(concurrency=1)`` with an empty cache; parallel = 10 workers,
     empty cache; warm = 10 workers, a new database but the HTTP cache of an earlier pull.
     """
-    items: int = ctx.pick(30, 100)
+    items: int = ctx.pick(20, 100)
     latency: float = ctx.pick(0.1, 0.2)
     folder = _fresh(ctx.work_dir / "sync")
     runs: dict[str, list[float]] = {"sequential": [], "parallel": [], "warm": []}

@@ -1,0 +1,178 @@
+"""The benchmark suite: its statistics helpers, row selection, reports, and a --quick smoke run."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+from pathlib import Path
+
+import pytest
+
+from toolkit.bench.harness import (
+    Candidate,
+    calibrate,
+    gc_paused,
+    interleaved,
+    loop_of,
+    paired_differences,
+    summarize,
+)
+from toolkit.bench.model import RowResult
+from toolkit.bench.report import (
+    README_END,
+    README_START,
+    BenchRun,
+    format_value,
+    load_results,
+    to_markdown,
+    update_readme,
+    write_results,
+)
+from toolkit.bench.rows import ROWS, select_rows
+from toolkit.cli import main
+
+
+def test_summarize_median_and_percentiles() -> None:
+    summary = summarize([float(v) for v in range(1, 102)])  # 1..101
+    assert summary.median == 51
+    assert summary.p5 == pytest.approx(6.0)
+    assert summary.p95 == pytest.approx(96.0)
+    assert summary.repeats == 101
+
+
+def test_summarize_single_sample_and_empty() -> None:
+    one = summarize([2.5])
+    assert (one.median, one.p5, one.p95, one.repeats) == (2.5, 2.5, 2.5, 1)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_summary_scaled_converts_every_value() -> None:
+    summary = summarize([1.0, 2.0, 3.0]).scaled(1000)
+    assert summary.median == 2000
+    assert summary.samples == (1000, 2000, 3000)
+
+
+def test_paired_differences_pairs_repeat_by_repeat() -> None:
+    assert paired_differences([5.0, 7.0], [1.0, 2.0]) == [4.0, 5.0]
+    with pytest.raises(ValueError):
+        paired_differences([1.0], [1.0, 2.0])
+
+
+def test_gc_paused_restores_previous_state() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_interleaved_alternates_candidates_and_runs_setup_each_repeat() -> None:
+    order: list[str] = []
+    setups: list[str] = []
+
+    def body(name: str) -> Candidate:
+        return Candidate(
+            name, lambda n: order.append(name), setup=lambda: setups.append(name), loops=1
+        )
+
+    samples = interleaved([body("a"), body("b"), body("c")], repeats=3, warmup=1)
+    timed = order[3:]  # after one warm-up call each
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert setups.count("a") == 4  # warm-up + 3 repeats
+    assert {name: len(v) for name, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(value >= 0 for values in samples.values() for value in values)
+
+
+def test_loop_of_and_calibrate() -> None:
+    calls: list[int] = []
+    loop_of(calls.append, 1)(5)
+    assert calls == [1] * 5
+    assert calibrate(loop_of(len, "abc"), 0.001) >= 1
+
+
+def test_select_rows_by_number_range_and_key() -> None:
+    assert [r.number for r in select_rows(None)] == list(range(1, len(ROWS) + 1))
+    assert [r.number for r in select_rows("1,3-5,cache_miss")] == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError):
+        select_rows("99")
+    with pytest.raises(ValueError):
+        select_rows("nope")
+
+
+def test_format_value() -> None:
+    assert format_value(None) == "—"
+    assert format_value(123456.7, "rows/s") == "123,457 rows/s"
+    assert format_value(0.000123, "µs") == "0.000123 µs"
+    assert format_value(12.345) == "12.3"
+
+
+def _run() -> BenchRun:
+    ok = RowResult(1, "cache_hit", "Cache hit", "µs", "~1–2 ms", "≤ 0.5 µs", median=0.3)
+    ok.p5, ok.p95, ok.repeats, ok.passed = 0.29, 0.31, 5, True
+    skipped = RowResult(2, "cache_miss", "Miss", "ms", "500–2000 ms", "—", status="skipped")
+    skipped.note = "no simulator"
+    return BenchRun(quick=True, rows=[ok, skipped], machine={"cpu": "test", "cores": 2})
+
+
+def test_results_round_trip_and_markdown(tmp_path: Path) -> None:
+    run = _run()
+    json_path, csv_path = write_results(run, tmp_path)
+    again = load_results(tmp_path)
+    assert [row.to_dict() for row in again.rows] == [row.to_dict() for row in run.rows]
+    with csv_path.open() as handle:
+        records = list(csv.DictReader(handle))
+    assert [r["verdict"] for r in records] == ["pass", "skipped"]
+    assert json.loads(json_path.read_text())["rows"][1]["note"] == "no simulator"
+    table = to_markdown(again)
+    assert "| 1 | Cache hit | 0.3 µs |" in table
+    assert "skipped: no simulator" in table
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n{README_START}\nold\n{README_END}\n\n## After\n")
+    update_readme(readme, _run())
+    text = readme.read_text()
+    assert "old" not in text and "| 1 | Cache hit |" in text
+    assert text.startswith("# T\n") and text.endswith(f"{README_END}\n\n## After\n")
+    with pytest.raises(ValueError):
+        update_readme(_without_markers(tmp_path), _run())
+
+
+def _without_markers(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.md"
+    path.write_text("# nothing here\n")
+    return path
+
+
+@pytest.mark.slow
+def test_bench_quick_smoke_writes_every_row_and_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    rows = {row["number"]: row for row in data["rows"]}
+    assert sorted(rows) == list(range(1, len(ROWS) + 1))
+    assert all(row["status"] in {"ok", "skipped"} for row in rows.values()), [
+        (row["number"], row["note"]) for row in rows.values() if row["status"] == "error"
+    ]
+    for row in rows.values():
+        assert row["verdict"] in {"pass", "miss", "info", "skipped"}
+        assert (out / row["chart"]).is_file()
+        if row["status"] == "ok":
+            assert row["median"] is not None
+    with (out / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == len(ROWS)
+    capsys.readouterr()
+    assert main(["bench", "--markdown", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("\n| ") >= len(ROWS)
