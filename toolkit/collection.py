@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -336,6 +336,8 @@ def _text(value: Any) -> str | None:
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -344,12 +346,13 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _records(value: Any, where: str) -> list[Mapping[str, Any]]:
+    """A list of objects (None → []); entries are checked here so loops can trust ``.get``."""
     if value is None:
         return []
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise _bad(where, f"expected a list, got {type(value).__name__}")
     for index, entry in enumerate(value):
-        if not isinstance(entry, Mapping):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             raise _bad(f"{where}[{index}]", f"expected an object, got {type(entry).__name__}")
     return value
 
@@ -357,24 +360,22 @@ def _records(value: Any, where: str) -> list[Mapping[str, Any]]:
 def _strings(value: Any, where: str) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise _bad(where, f"expected a list of strings, got {type(value).__name__}")
     seen: dict[str, None] = {}
     for entry in value:
-        text = _text(entry)
-        if text is not None:
+        text = entry if type(entry) is str else _text(entry)
+        if text:
             seen[text] = None
     return list(seen)
 
 
-def _duration(value: Any) -> int | None:
-    """``"3:25"`` → 205, ``"1:02:03"`` → 3723; empty or malformed → None."""
-    if type(value) is not str or not value.strip():
-        return None
-    total = 0
+@lru_cache(maxsize=8192)
+def _parse_duration(value: str) -> int | None:
     parts = value.strip().split(":")
     if len(parts) > 3:
         return None
+    total = 0
     for part in parts:
         if not part.isdigit():
             return None
@@ -382,60 +383,92 @@ def _duration(value: Any) -> int | None:
     return total
 
 
-@dataclass(slots=True)
-class _Release:
-    """One release, flattened into rows for every table it touches."""
-
-    release_id: int
-    row: tuple[Any, ...]
-    artists: list[tuple[Any, ...]] = field(default_factory=list)
-    artist_names: list[tuple[int, str | None]] = field(default_factory=list)
-    labels: list[tuple[Any, ...]] = field(default_factory=list)
-    label_names: list[tuple[int, str | None]] = field(default_factory=list)
-    genres: list[str] = field(default_factory=list)
-    styles: list[str] = field(default_factory=list)
-    formats: list[tuple[Any, ...]] = field(default_factory=list)
-    tracks: list[tuple[Any, ...]] = field(default_factory=list)
+def _duration(value: Any) -> int | None:
+    """``"3:25"`` → 205, ``"1:02:03"`` → 3723; empty or malformed → None."""
+    if type(value) is not str or not value:
+        return None
+    return _parse_duration(value)
 
 
-def _credit_rows(
-    release: _Release, entries: list[Mapping[str, Any]], main: bool, where: str
-) -> None:
-    rid = release.release_id
+class _Rows:
+    """Rows for every table a batch of releases touches, appended while parsing."""
+
+    __slots__ = (
+        "artist_names",
+        "artists",
+        "formats",
+        "genres",
+        "label_names",
+        "labels",
+        "releases",
+        "styles",
+        "tracks",
+    )
+
+    def __init__(self) -> None:
+        self.releases: list[tuple[Any, ...]] = []
+        self.artists: list[tuple[Any, ...]] = []
+        self.artist_names: dict[int, str | None] = {}
+        self.labels: list[tuple[Any, ...]] = []
+        self.label_names: dict[int, str | None] = {}
+        self.genres: list[tuple[int, str]] = []
+        self.styles: list[tuple[int, str]] = []
+        self.formats: list[tuple[Any, ...]] = []
+        self.tracks: list[tuple[Any, ...]] = []
+
+    def extend(self, other: _Rows) -> None:
+        """Append another batch's rows (used to merge the basic_information batches kept)."""
+        self.releases += other.releases
+        self.artists += other.artists
+        self.artist_names.update(other.artist_names)
+        self.labels += other.labels
+        self.label_names.update(other.label_names)
+        self.genres += other.genres
+        self.styles += other.styles
+        self.formats += other.formats
+        self.tracks += other.tracks
+
+
+def _credit_rows(out: _Rows, rid: int, entries: list[Mapping[str, Any]], main: bool) -> None:
+    append, names = out.artists.append, out.artist_names
     for position, artist in enumerate(entries):
-        artist_id = _opt_id(artist.get("id"))
-        name = _text(artist.get("name"))
-        anv = _text(artist.get("anv"))
-        if artist_id is None and anv is None:
-            anv = name  # keep the credited name when Discogs has no artist page for it
-        if artist_id is not None:
-            release.artist_names.append((artist_id, name))
-        role = None if main else (_text(artist.get("role")) or "")
-        release.artists.append((rid, artist_id, position, anv, _text(artist.get("join")), role))
+        get = artist.get
+        artist_id = _opt_id(get("id"))
+        name = get("name")
+        name = (name or None) if type(name) is str else _text(name)
+        anv = get("anv")
+        anv = (anv or None) if type(anv) is str else _text(anv)
+        join = get("join")
+        join = (join or None) if type(join) is str else _text(join)
+        if artist_id is None:
+            anv = anv or name  # keep the credited name when Discogs has no artist page for it
+        else:
+            names[artist_id] = name
+        role = None if main else (_text(get("role")) or "")
+        append((rid, artist_id, position, anv, join, role))
 
 
-def _common(release: _Release, data: Mapping[str, Any], where: str) -> None:
+def _common(out: _Rows, rid: int, data: Mapping[str, Any], where: str) -> None:
     """Artists, labels, genres, styles and formats: shared by full releases and basic_information."""
-    rid = release.release_id
-    _credit_rows(release, _records(data.get("artists"), f"{where}.artists"), True, where)
+    _credit_rows(out, rid, _records(data.get("artists"), f"{where}.artists"), True)
     for label in _records(data.get("labels"), f"{where}.labels"):
         label_id = _opt_id(label.get("id"))
         if label_id is not None:
-            release.label_names.append((label_id, _text(label.get("name"))))
+            out.label_names[label_id] = _text(label.get("name"))
         catno = label.get("catno")
-        release.labels.append((rid, label_id, None if catno is None else str(catno)))
-    release.genres = _strings(data.get("genres"), f"{where}.genres")
-    release.styles = _strings(data.get("styles"), f"{where}.styles")
+        out.labels.append((rid, label_id, None if catno is None else str(catno)))
+    out.genres += [(rid, g) for g in _strings(data.get("genres"), f"{where}.genres")]
+    out.styles += [(rid, s) for s in _strings(data.get("styles"), f"{where}.styles")]
     for position, fmt in enumerate(_records(data.get("formats"), f"{where}.formats")):
         descriptions = fmt.get("descriptions")
-        release.formats.append(
+        out.formats.append(
             (
                 rid,
                 position,
                 _text(fmt.get("name")),
                 _opt_int(fmt.get("qty")),
                 json.dumps(descriptions, ensure_ascii=False)
-                if isinstance(descriptions, list)
+                if type(descriptions) is list
                 else None,
                 _text(fmt.get("text")),
             )
@@ -447,44 +480,40 @@ def _year(value: Any) -> int | None:
     return year if year else None  # 0 is Discogs' "unknown"
 
 
-def _parse_release(index: int, data: Any, fetched_at: Any) -> _Release:
-    where = f"releases[{index}]"
-    data = _mapping(data, where)
-    rid = _id(data.get("id"), f"{where}.id")
+def _parse_release(out: _Rows, rid: int, data: Mapping[str, Any], where: str, stamp: Any) -> None:
     community = _mapping(data.get("community"), f"{where}.community")
     rating = _mapping(community.get("rating"), f"{where}.community.rating")
-    row = (
-        rid,
-        _text(data.get("title")),
-        _year(data.get("year")),
-        _text(data.get("country")),
-        _text(data.get("released")),
-        _opt_id(data.get("master_id")),
-        _text(data.get("status")),
-        _text(data.get("data_quality") or community.get("data_quality")),
-        _opt_float(data.get("lowest_price")),
-        _opt_int(data.get("num_for_sale")),
-        _opt_int(community.get("have")),
-        _opt_int(community.get("want")),
-        _opt_float(rating.get("average")),
-        _opt_int(rating.get("count")),
-        fetched_at,
-    )
-    release = _Release(rid, row)
-    _common(release, data, where)
-    _credit_rows(release, _records(data.get("extraartists"), f"{where}.extraartists"), False, where)
-    for sequence, track in enumerate(_records(data.get("tracklist"), f"{where}.tracklist")):
-        release.tracks.append(
-            (
-                rid,
-                _text(track.get("position")),
-                sequence,
-                _text(track.get("title")),
-                _duration(track.get("duration")),
-                _text(track.get("type_") or track.get("type")) or "track",
-            )
+    out.releases.append(
+        (
+            rid,
+            _text(data.get("title")),
+            _year(data.get("year")),
+            _text(data.get("country")),
+            _text(data.get("released")),
+            _opt_id(data.get("master_id")),
+            _text(data.get("status")),
+            _text(data.get("data_quality") or community.get("data_quality")),
+            _opt_float(data.get("lowest_price")),
+            _opt_int(data.get("num_for_sale")),
+            _opt_int(community.get("have")),
+            _opt_int(community.get("want")),
+            _opt_float(rating.get("average")),
+            _opt_int(rating.get("count")),
+            stamp,
         )
-    return release
+    )
+    _common(out, rid, data, where)
+    _credit_rows(out, rid, _records(data.get("extraartists"), f"{where}.extraartists"), False)
+    append = out.tracks.append
+    for sequence, track in enumerate(_records(data.get("tracklist"), f"{where}.tracklist")):
+        get = track.get
+        position = get("position")
+        position = (position or None) if type(position) is str else _text(position)
+        title = get("title")
+        title = (title or None) if type(title) is str else _text(title)
+        kind = get("type_") or get("type")
+        kind = kind if type(kind) is str else (_text(kind) or "track")
+        append((rid, position, sequence, title, _duration(get("duration")), kind))
 
 
 def _parse_item(
@@ -511,18 +540,20 @@ def _parse_item(
     return row, basic
 
 
-def _parse_basic(release_id: int, basic: Mapping[str, Any], where: str) -> _Release:
-    row = (
-        release_id,
-        _text(basic.get("title")),
-        _year(basic.get("year")),
-        *(None,) * 2,
-        _opt_id(basic.get("master_id")),
-        *(None,) * 9,
+def _parse_basic(rid: int, basic: Mapping[str, Any], where: str) -> _Rows:
+    out = _Rows()
+    out.releases.append(
+        (
+            rid,
+            _text(basic.get("title")),
+            _year(basic.get("year")),
+            *(None,) * 2,
+            _opt_id(basic.get("master_id")),
+            *(None,) * 9,
+        )
     )
-    release = _Release(release_id, row)
-    _common(release, basic, where)
-    return release
+    _common(out, rid, basic, where)
+    return out
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -587,16 +618,19 @@ def load_collection(
     is written. Returns the number of rows written per table.
     """
     stamp = _storage_time(db, fetched_at if fetched_at is not None else datetime.now(UTC))
-    detailed: dict[int, _Release] = {}
+    unique: dict[int, tuple[int, Mapping[str, Any]]] = {}
     for index, data in enumerate(releases):
-        release = _parse_release(index, data, stamp)
-        detailed[release.release_id] = release
+        data = _mapping(data, f"releases[{index}]")
+        unique[_id(data.get("id"), f"releases[{index}].id")] = (index, data)
+    out = _Rows()
+    for rid, (index, data) in unique.items():
+        _parse_release(out, rid, data, f"releases[{index}]", stamp)
     item_rows: dict[int, tuple[Any, ...]] = {}
     basics: dict[int, tuple[Mapping[str, Any], str]] = {}
     for index, item in enumerate(items):
         row, basic = _parse_item(index, item, username)
         item_rows[row[0]] = row
-        if row[3] not in detailed:
+        if row[3] not in unique:
             basics[row[3]] = (basic, f"items[{index}].basic_information")
     parsed_basics = {rid: _parse_basic(rid, basic, where) for rid, (basic, where) in basics.items()}
 
@@ -609,20 +643,22 @@ def load_collection(
                 )
             for (rid,) in already:
                 del parsed_basics[rid]
-        chosen = [*detailed.values(), *parsed_basics.values()]
+        for basic_rows in parsed_basics.values():
+            out.extend(basic_rows)
         rows: dict[str, list[tuple[Any, ...]]] = {
-            "releases": [r.row for r in chosen],
+            "releases": out.releases,
             "collection_items": list(item_rows.values()),
-            "release_artists": [row for r in chosen for row in r.artists],
-            "release_labels": [row for r in chosen for row in r.labels],
-            "release_genres": [(r.release_id, g) for r in chosen for g in r.genres],
-            "release_styles": [(r.release_id, s) for r in chosen for s in r.styles],
-            "release_formats": [row for r in chosen for row in r.formats],
-            "tracks": [row for r in chosen for row in r.tracks],
-            "artists": list({a: (a, n) for r in chosen for a, n in r.artist_names}.values()),
-            "labels": list({i: (i, n) for r in chosen for i, n in r.label_names}.values()),
+            "release_artists": out.artists,
+            "release_labels": out.labels,
+            "release_genres": out.genres,
+            "release_styles": out.styles,
+            "release_formats": out.formats,
+            "tracks": out.tracks,
+            "artists": list(out.artist_names.items()),
+            "labels": list(out.label_names.items()),
         }
-        with db.temp_table("_tk_ids", _ids_frame(db, (r.release_id for r in chosen))):
+        replaced = [row[0] for row in out.releases]
+        with db.temp_table("_tk_ids", _ids_frame(db, replaced)):
             for table in _CHILD_TABLES:
                 db.execute(
                     f"DELETE FROM {table} WHERE release_id IN (SELECT release_id FROM _tk_ids)"
