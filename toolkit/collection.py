@@ -1,12 +1,6 @@
 """The versioned collection schema (same on DuckDB and sqlite) and a bulk, idempotent loader.
 
-Conventions: multi-value fields are rows (one genre per row, never split on commas); year 0
-("unknown" on Discogs) is NULL; in ``release_artists`` ``role IS NULL`` marks the release's main
-artists while credits (``extraartists``) carry their role text; ``release_formats.descriptions``
-and ``collection_items.notes`` hold the API's list as JSON text; ``tracks.sequence`` is the index
-in the tracklist (heading rows are kept with an empty/NULL position); ``fetched_at`` is naive UTC
-(TIMESTAMP on DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known
-only from a collection page's ``basic_information``.
+Schema conventions are listed in :func:`create_schema`.
 """
 
 from __future__ import annotations
@@ -253,8 +247,18 @@ def schema_version(db: Database) -> int:
 def create_schema(db: Database) -> int:
     """Create or upgrade the collection schema to :data:`SCHEMA_VERSION`; idempotent.
 
-    Applies the missing migrations in one transaction, then (re)creates the ``collection`` view.
+    Applies the missing migrations in one transaction, then (re)creates the ``collection`` view
+    (one row per collection item, artists/labels/genres/... aggregated as ", "-joined text).
     A database written by a newer toolkit raises :class:`DatabaseError`. Returns the version.
+
+    Conventions: multi-value fields are rows (one genre per row, never split on commas); year 0
+    ("unknown" on Discogs) is NULL; in ``release_artists`` ``role IS NULL`` marks the release's
+    main artists while credits (``extraartists``) carry their role text; ``position`` orders
+    artists and formats; ``release_formats.descriptions`` and ``collection_items.notes`` hold the
+    API's list as JSON text; ``tracks.sequence`` is the index in the tracklist (heading rows are
+    kept, their empty position stored as NULL); ``fetched_at`` is naive UTC (TIMESTAMP on
+    DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known only from
+    a collection page's ``basic_information``. Empty strings from the API are stored as NULL.
     """
     with db.transaction():
         current = schema_version(db)

@@ -1,4 +1,4 @@
-"""One connection to DuckDB or sqlite behind a single API, with errors mapped to the toolkit's.
+"""One connection to DuckDB or sqlite behind a single, thread-safe API.
 
 Every engine error is translated here, once, into :class:`~toolkit.errors.DatabaseError` subclasses.
 """
