@@ -182,18 +182,13 @@ def _run_pull(args: argparse.Namespace) -> int:
     db_path = _database_path(args, settings)
     with ExitStack() as stack:
         if args.simulator or not (settings.discogs_api_url_configured or settings.has_token):
-            from toolkit.discogs.simulator import DiscogsSimulator
+            from toolkit.notebook import start_simulator
 
             username = args.username or "demo"
             reason = "--simulator" if args.simulator else "No DISCOGS_TOKEN or DISCOGS_API_URL set"
             rate = args.simulator_rate_limit or 60
-            simulator = stack.enter_context(
-                DiscogsSimulator(
-                    rate_limit=rate,
-                    rate_limit_unauthenticated=rate,
-                    latency=0.05 if args.simulator_latency is None else args.simulator_latency,
-                )
-            )
+            latency = 0.05 if args.simulator_latency is None else args.simulator_latency
+            simulator = stack.enter_context(start_simulator(rate, latency))
             print(
                 f"{reason}: pulling user {username!r} from the built-in simulator at "
                 f"{simulator.url}.",

@@ -18,6 +18,7 @@ from toolkit.config import PROJECT_ROOT, Settings
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from toolkit.discogs.catalogue import Catalogue
     from toolkit.discogs.client import DiscogsClient
     from toolkit.discogs.simulator import DiscogsSimulator
     from toolkit.pull import PullReport
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
+    "SIMULATOR_PORT",
     "PullSource",
     "inject_parameters",
     "main",
@@ -33,11 +35,41 @@ __all__ = [
     "resolve_database",
     "run_notebook",
     "run_notebooks",
+    "start_simulator",
 ]
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The notebooks ``make demo`` runs, in order (03-benchmarks belongs to the benchmark suite).
 NOTEBOOKS: tuple[str, ...] = ("01-pull-collection.ipynb", "02-explore-collection.ipynb")
+
+
+#: The built-in simulator's preferred port: a stable URL lets a second run reuse the HTTP cache.
+SIMULATOR_PORT = 47391
+
+
+def start_simulator(
+    rate_limit: int = 60,
+    latency: float = 0.05,
+    *,
+    catalogue: Catalogue | None = None,
+    port: int = SIMULATOR_PORT,
+) -> DiscogsSimulator:
+    """Start the built-in simulator on ``port`` (any free port if taken), tokens not required.
+
+    ``rate_limit`` applies with and without a token, so the client's limit is what the demo sets.
+    """
+    from toolkit.discogs.simulator import DiscogsSimulator
+
+    options: dict[str, Any] = {
+        "rate_limit": rate_limit,
+        "rate_limit_unauthenticated": rate_limit,
+        "latency": latency,
+        "jitter": min(0.02, latency / 2),
+    }
+    try:
+        return DiscogsSimulator(catalogue, port=port, **options).start()
+    except OSError:
+        return DiscogsSimulator(catalogue, port=0, **options).start()
 
 
 @dataclass
@@ -90,20 +122,12 @@ def open_source(
     real = api_url is not None or settings.discogs_api_url_configured or settings.has_token
     if use_simulator or (use_simulator is None and not real):
         from toolkit.discogs.catalogue import DEMO_USER, Catalogue
-        from toolkit.discogs.simulator import DiscogsSimulator
 
         catalogue = Catalogue()
         name = username or (DEMO_USER if simulator_items is None else "notebook")
         if simulator_items is not None:
             catalogue.user(name, items=simulator_items)
-        simulator = DiscogsSimulator(
-            catalogue,
-            rate_limit=simulator_rate_limit,
-            rate_limit_unauthenticated=simulator_rate_limit,
-            latency=simulator_latency,
-            jitter=0.0,
-        )
-        simulator.start()
+        simulator = start_simulator(simulator_rate_limit, simulator_latency, catalogue=catalogue)
         client = DiscogsClient("", base_url=simulator.url, settings=settings)
         text = f"simulator at {simulator.url} ({simulator_rate_limit} requests/min), user {name!r}"
         return PullSource(client, name, simulator, text)
