@@ -536,3 +536,23 @@ class TestTransactionManager:
                 db.execute("INSERT INTO ledger VALUES (2, 20)")
                 assert other.fetchall("SELECT id FROM ledger") == [(1,)]
             assert other.fetchall("SELECT id FROM ledger ORDER BY id") == [(1,), (2,)]
+
+
+@pytest.mark.parametrize("bad", [["name"], 3, None, b"name"])
+def test_non_string_identifiers_and_conditions_are_rejected(bad: Any) -> None:
+    with pytest.raises(QueryError):
+        QueryBuilder().select([bad])
+    with pytest.raises(QueryError):
+        QueryBuilder().from_(bad)
+    with pytest.raises(QueryError):
+        QueryBuilder().order_by(bad)
+    with pytest.raises(QueryError):
+        QueryBuilder().where(bad)
+
+
+def test_validation_still_applies_after_a_name_was_seen() -> None:
+    QueryBuilder().select(["name"]).from_("users").where("id = ?", [1])
+    with pytest.raises(QueryError, match="placeholder"):
+        QueryBuilder().where("id = ?", [])
+    with pytest.raises(QueryError):
+        QueryBuilder().select(["name; --"])

@@ -47,22 +47,43 @@ class BuiltQuery(NamedTuple):
     params: list[Any]
 
 
+# Validated names and conditions, so the same literals in a hot loop skip the regexes.
+_CACHE_LIMIT = 4096
+_COLUMNS: set[str] = set()
+_REFS: set[str] = set()
+_TABLES: set[str] = set()
+_CONDITIONS: dict[str, tuple[str, int]] = {}
+
+
+def _remember(cache: set[str], value: str) -> str:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache.add(value)
+    return value
+
+
 def _column(column: str) -> str:
+    if type(column) is str and column in _COLUMNS:
+        return column
     if type(column) is not str or not _COLUMN_RE.fullmatch(column):
         raise QueryError(f"invalid column {column!r}: expected a name, t.name, *, or name AS alias")
-    return column
+    return _remember(_COLUMNS, column)
 
 
 def _ref(column: str) -> str:
+    if type(column) is str and column in _REFS:
+        return column
     if type(column) is not str or not _REF_RE.fullmatch(column):
         raise QueryError(f"invalid column {column!r}: expected a name or t.name")
-    return column
+    return _remember(_REFS, column)
 
 
 def _table(table: str) -> str:
+    if type(table) is str and table in _TABLES:
+        return table
     if type(table) is not str or not _TABLE_RE.fullmatch(table):
         raise QueryError(f"invalid table {table!r}: expected a name, schema.name or name AS alias")
-    return table
+    return _remember(_TABLES, table)
 
 
 def _count(n: int, what: str) -> int:
@@ -71,12 +92,10 @@ def _count(n: int, what: str) -> int:
     return n
 
 
-def _condition(condition: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
-    """Check a WHERE fragment: non-empty, one statement, as many ``?`` as params."""
+def _parse_condition(condition: str) -> tuple[str, int]:
+    """Check a WHERE fragment once: non-empty, one statement; returns (text, '?' count)."""
     if type(condition) is not str or not condition.strip():
         raise QueryError(f"a condition must be non-empty SQL text, got {condition!r}")
-    if isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence):
-        raise QueryError(f"params must be a list or tuple of values, got {params!r}")
     bare = condition
     if "'" in condition or '"' in condition:
         bare = _QUOTED_RE.sub("", condition)
@@ -84,14 +103,29 @@ def _condition(condition: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
             raise QueryError(f"unterminated quote in condition {condition!r}")
     if ";" in bare or "--" in bare or "/*" in bare:
         raise QueryError(f"a condition may not contain ';' or comments: {condition!r}")
-    marks = bare.count("?")
+    text = f"({condition})" if _OR_RE.search(bare) else condition
+    if len(_CONDITIONS) >= _CACHE_LIMIT:
+        _CONDITIONS.clear()
+    _CONDITIONS[condition] = parsed = (text, bare.count("?"))
+    return parsed
+
+
+def _condition(condition: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
+    """A checked condition (parenthesised when it has its own OR) and its params as a list."""
+    parsed = _CONDITIONS.get(condition) if type(condition) is str else None
+    text, marks = parsed if parsed is not None else _parse_condition(condition)
+    kind = type(params)
+    if (
+        kind is not list
+        and kind is not tuple
+        and (isinstance(params, str | bytes | Mapping) or not isinstance(params, Sequence))
+    ):
+        raise QueryError(f"params must be a list or tuple of values, got {params!r}")
     if marks != len(params):
         raise QueryError(
             f"condition {condition!r} has {marks} '?' placeholder(s) but {len(params)} param(s)"
         )
-    if _OR_RE.search(bare):
-        condition = f"({condition})"
-    return condition, list(params)
+    return text, list(params)
 
 
 class QueryBuilder:
