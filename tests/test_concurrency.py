@@ -435,6 +435,30 @@ def test_timed_out_attempt_and_its_retry_coexist_within_the_limit(gates: list[Ga
         stuck.release.set()
 
 
+def test_late_return_of_an_abandoned_attempt_is_discarded(gates: list[Gate]) -> None:
+    first, second = make_gate(gates, value="first"), make_gate(gates, value="second")
+    calls = 0
+
+    def body() -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return first()
+        if calls == 2:
+            return second()  # times out too, but only after attempt 1 has returned
+        return "third"
+
+    sleeps = Sleeps()
+    with ConcurrencyManager(max_concurrent=3, retries=2, timeout=0.2, sleep=sleeps) as manager:
+        future = manager.enqueue(Task("t", body))
+        assert second.started.wait(WAIT)
+        first.release.set()  # attempt 1 returns "first" while attempt 2 is running
+        result = future.result(timeout=WAIT)
+        second.release.set()
+    assert (result.success, result.result, result.attempt) == (True, "third", 3)
+    assert sleeps.requested == pytest.approx([0.1, 0.2])
+
+
 def test_retry_after_timeout_waits_for_the_slot(gates: list[Gate]) -> None:
     stuck = make_gate(gates)
     second_started = threading.Event()
