@@ -534,3 +534,20 @@ def test_record_and_clear_failures(db: Database) -> None:
     assert clear_failures(db, [5, 99]) == 1
     assert clear_failures(db, []) == 0
     assert db.fetchall("SELECT release_id FROM pull_failures") == [(6,)]
+
+
+def test_load_restores_the_garbage_collector_state(db: Database) -> None:
+    import gc
+
+    assert gc.isenabled()
+    load_collection(db, [item(1, 5)], [release(6)], fetched_at=FETCHED)
+    assert gc.isenabled()
+    with pytest.raises(CollectionDataError):
+        load_collection(db, [{"id": 5}], [], fetched_at=FETCHED)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_collection(db, [item(1, 5)], [], fetched_at=FETCHED)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
