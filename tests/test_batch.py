@@ -201,3 +201,21 @@ def test_parallel_batches_on_a_process_pool() -> None:
     assert set(info.value.failed) == {1}
     assert isinstance(info.value.failed[1], ValueError)
     assert info.value.results[2] == [i * 2 for i in range(20, 30)]
+
+
+class Abort(BaseException):
+    """Stands in for KeyboardInterrupt without interrupting pytest."""
+
+
+def test_parallel_batches_stop_on_a_base_exception() -> None:
+    attempted: list[int] = []
+
+    def handler(batch: list[int]) -> list[int]:
+        attempted.append(batch[0])
+        if batch[0] == 4:
+            raise Abort()
+        return batch
+
+    with pytest.raises(Abort):
+        BatchProcessor.process_parallel_batches(range(20), 2, 1, handler)
+    assert attempted == [0, 2, 4]

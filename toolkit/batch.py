@@ -86,25 +86,25 @@ class BatchProcessor:
         _check_positive("concurrency", concurrency)
         batches = enumerate(chunked(items, batch_size))
         feed_lock = threading.Lock()
+        stop = threading.Event()  # set on an error that must end the whole call
         results: dict[int, list[R]] = {}
         failed: dict[int, BaseException] = {}
-        feed_error: list[BaseException] = []
+        fatal: list[BaseException] = []
         count = 0
 
         def drive() -> None:
             # Each driver keeps one batch in flight, so `concurrency` drivers bound the total
             # without relying on anything but submit() and result().
             nonlocal count
-            while True:
+            while not stop.is_set():
                 with feed_lock:
-                    if feed_error:
-                        return
                     try:
                         index, batch = next(batches)
                     except StopIteration:
                         return
                     except BaseException as exc:  # the caller's iterable broke: re-raised below
-                        feed_error.append(exc)
+                        fatal.append(exc)
+                        stop.set()
                         return
                     count += 1
                 try:
@@ -114,14 +114,22 @@ class BatchProcessor:
                         outcome = list(executor.submit(handler, batch).result())
                 except Exception as exc:
                     failed[index] = exc
+                except BaseException as exc:  # KeyboardInterrupt and friends end the call
+                    fatal.append(exc)
+                    stop.set()
+                    return
                 else:
                     results[index] = outcome
 
         with ThreadPoolExecutor(concurrency, thread_name_prefix="batch-driver") as drivers:
-            for future in [drivers.submit(drive) for _ in range(concurrency)]:
-                future.result()
-        if feed_error:
-            raise feed_error[0]
+            try:
+                for future in [drivers.submit(drive) for _ in range(concurrency)]:
+                    future.result()
+            except BaseException:
+                stop.set()  # e.g. Ctrl-C while waiting: finish in-flight batches, start no more
+                raise
+        if fatal:
+            raise fatal[0]
         if failed:
             raise BatchError(failed, results)
         return _flatten(results, count)

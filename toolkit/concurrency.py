@@ -333,8 +333,8 @@ class ConcurrencyManager:
     def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stop accepting tasks; with ``wait``, let queued tasks finish first.
 
-        ``cancel_pending`` first :meth:`clear`\\ s the queue. Worker threads are joined unless an
-        abandoned timed-out callable is still running (they are daemon threads).
+        ``cancel_pending`` first calls :meth:`clear`. Worker threads are joined unless an abandoned
+        timed-out callable is still running (they are daemon threads and exit when it returns).
         """
         if cancel_pending:
             self.clear()
