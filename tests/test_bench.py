@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ from toolkit.bench.report import (
 )
 from toolkit.bench.rows import ROWS, select_rows
 from toolkit.cli import main
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03-benchmarks.ipynb"
 
 
 def test_summarize_median_and_percentiles() -> None:
@@ -153,12 +156,19 @@ def _without_markers(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``discogs-toolkit bench --quick`` run shared by the smoke and notebook tests."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.mark.slow
 def test_bench_quick_smoke_writes_every_row_and_chart(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    quick_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "bench"
-    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    out = quick_run
     data = json.loads((out / "results.json").read_text())
     rows = {row["number"]: row for row in data["rows"]}
     assert sorted(rows) == list(range(1, len(ROWS) + 1))
@@ -176,3 +186,35 @@ def test_bench_quick_smoke_writes_every_row_and_chart(
     assert main(["bench", "--markdown", "--out", str(out)]) == 0
     table = capsys.readouterr().out
     assert table.count("\n| ") >= len(ROWS)
+
+
+def test_committed_notebook_has_parameters_cell_and_no_outputs() -> None:
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert "parameters" in notebook.cells[0].metadata.get("tags", [])
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+
+
+@pytest.mark.slow
+def test_notebook_charts_the_quick_results(quick_run: Path, tmp_path: Path) -> None:
+    import nbformat
+
+    from toolkit.notebook import run_notebook
+
+    out = tmp_path / "bench"
+    shutil.copytree(quick_run, out)
+    executed = run_notebook(
+        NOTEBOOK, tmp_path / "nb", {"run": False, "quick": True, "out_dir": str(out)}, html=False
+    )
+    notebook = nbformat.read(executed, as_version=4)
+    images = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(images) == len(ROWS)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from toolkit.bench.model import RowResult
 
-__all__ = ["chart_name", "draw_row", "write_charts"]
+__all__ = ["chart_name", "draw_row", "png_bytes", "write_charts"]
 
 OURS = "#1f77b4"
 BASE = "#9e9e9e"
@@ -153,6 +150,44 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     _title(ax, row, str(series.get("subtitle", "")))
 
 
+def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    panels: list[dict[str, Any]] = list(series["panels"])
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ours = set(series.get("ours", [0]))
+    for ax, panel in zip(axes, panels, strict=True):
+        labels = list(panel["labels"])
+        values = [float(v) for v in panel["values"]]
+        colors = [OURS if i in ours else BASE for i in range(len(labels))]
+        ax.bar(range(len(labels)), values, color=colors)
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(str(panel["title"]), fontsize=9)
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(0, max([*values, 1.0]) * 1.2)
+    fig.suptitle(f"{row.number}. {row.name} — {row.verdict.upper()}", fontsize=10, x=0.01,
+                 ha="left")  # fmt: skip
+
+
+def _cumulative(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    finishes = [float(t) for t in series["finish_times"]]
+    limit, window = int(series["limit"]), float(series["window"])
+    ax.step(finishes, range(1, len(finishes) + 1), where="post", color=OURS,
+            label="requests completed (ours)")  # fmt: skip
+    end = max(finishes[-1] if finishes else 0.0, window)
+    steps = int(end / window) + 2
+    xs = [i * window for i in range(steps)]
+    ax.step(xs, [limit * (i + 1) for i in range(steps)], where="post", color=TARGET,
+            linestyle="--", label=f"most the limit allows ({limit} per {window:g} s)")  # fmt: skip
+    ax.set_xlim(0, end * 1.02)
+    ax.set_ylim(0, len(finishes) * 1.08 + 1)
+    ax.set_xlabel("seconds since the first request")
+    ax.set_ylabel("requests")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    _title(ax, row, str(series.get("subtitle", "")))
+
+
 def _placeholder(fig: Figure, row: RowResult) -> None:
     ax = fig.add_subplot(1, 1, 1)
     ax.axis("off")
@@ -161,7 +196,14 @@ def _placeholder(fig: Figure, row: RowResult) -> None:
     _title(ax, row)
 
 
-_DRAW = {"bars": _bars, "scaling": _scaling, "trace": _trace, "grouped": _grouped}
+_DRAW = {
+    "bars": _bars,
+    "scaling": _scaling,
+    "trace": _trace,
+    "grouped": _grouped,
+    "panels": _panels,
+    "cumulative": _cumulative,
+}
 
 
 def draw_row(row: RowResult) -> Figure:
@@ -170,9 +212,12 @@ def draw_row(row: RowResult) -> Figure:
     height = 4.0
     if kind == "trace":
         height = 1.6 * max(len(row.series.get("traces", [])), 1) + 1.2
+    elif kind == "panels":
+        height = 3.4
     elif kind == "bars":
         height = max(2.6, 0.55 * len(row.series.get("labels", [])) + 1.6)
-    fig = plt.figure(figsize=(8.0, height), dpi=110)
+    # A bare Figure (no pyplot): no global state, no backend switch, safe in notebooks.
+    fig = Figure(figsize=(8.0, height), dpi=110)
     draw = _DRAW.get(str(kind)) if kind else None
     if draw is None:
         _placeholder(fig, row)
@@ -189,11 +234,14 @@ def write_charts(rows: Sequence[RowResult], out_dir: Path) -> list[Path]:
     paths: list[Path] = []
     for row in rows:
         path = charts / chart_name(row)
-        fig = draw_row(row)
-        try:
-            fig.savefig(path)
-        finally:
-            plt.close(fig)
+        draw_row(row).savefig(path)
         row.chart = f"charts/{path.name}"
         paths.append(path)
     return paths
+
+
+def png_bytes(row: RowResult) -> bytes:
+    """A row's chart as PNG bytes (for ``IPython.display.Image`` in notebooks)."""
+    buffer = io.BytesIO()
+    draw_row(row).savefig(buffer, format="png")
+    return buffer.getvalue()

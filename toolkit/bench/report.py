@@ -10,9 +10,12 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.bench.model import RowResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CSV_COLUMNS",
@@ -20,6 +23,7 @@ __all__ = [
     "format_value",
     "load_results",
     "machine_info",
+    "to_frame",
     "to_markdown",
     "update_readme",
     "write_results",
@@ -212,3 +216,14 @@ def update_readme(readme: Path, run: BenchRun) -> None:
         raise ValueError(f"{readme} has no {README_START!r} ... {README_END!r} block")
     head = text[: start + len(README_START)]
     readme.write_text(f"{head}\n\n{to_markdown(run)}\n{text[end:]}", encoding="utf-8")
+
+
+def to_frame(run: BenchRun) -> pd.DataFrame:
+    """The results table as a DataFrame (one row per benchmark, the CSV's columns)."""
+    import pandas as pd
+
+    records = []
+    for row in run.rows:
+        data = row.to_dict()
+        records.append({col: data.get(col) for col in CSV_COLUMNS if col != "machine"})
+    return pd.DataFrame.from_records(records).set_index("number")

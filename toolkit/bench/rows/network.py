@@ -313,6 +313,8 @@ def collection_sync(ctx: BenchContext, row: RowResult) -> None:
         "p95": [seq.p95, par.p95, warm.p95],
         "ours": [1, 2],
         "unit": "seconds for the sync",
+        "claim": [seq.median / 10, seq.median / 5],
+        "target": seq.median / 9,
         "log": True,
         "subtitle": f"{row.median:.1f}x faster in parallel, {seq.median / warm.median:.0f}x warm (spec: 5–10x)",
     }
@@ -348,20 +350,28 @@ def rate_limited_pull(ctx: BenchContext, row: RowResult) -> None:
         f"{report.elapsed_seconds:.1f} s, bound {report.rate_bound_seconds:.0f} s, "
         f"{throttled} × 429. Window scaled 60 s → 1 s (60 requests per moving second)."
     )
-    row.series = {
-        "kind": "grouped",
-        "groups": ["seconds"],
-        "bars": {
-            "elapsed (ours)": [report.elapsed_seconds],
-            "rate bound": [report.rate_bound_seconds],
-        },
-        "ylabel": "seconds",
-        "subtitle": f"efficiency {efficiency:.3f}, {throttled} × 429 (target ≥ 0.95, zero 429s)",
-    }
+    subtitle = f"efficiency {efficiency:.3f}, {throttled} × 429 (target ≥ 0.95, zero 429s)"
     timeline = getattr(report, "timeline", ())
     if timeline:
         first = min(ev.started for ev in timeline)
-        row.series["finish_times"] = sorted(ev.finished - first for ev in timeline)
+        row.series = {
+            "kind": "cumulative",
+            "finish_times": sorted(ev.finished - first for ev in timeline),
+            "limit": 60,
+            "window": 1.0,
+            "subtitle": subtitle,
+        }
+    else:
+        row.series = {
+            "kind": "grouped",
+            "groups": ["seconds"],
+            "bars": {
+                "elapsed (ours)": [report.elapsed_seconds],
+                "rate bound": [report.rate_bound_seconds],
+            },
+            "ylabel": "seconds",
+            "subtitle": subtitle,
+        }
 
 
 def _peer_pull(sim: Any) -> tuple[float, int]:
@@ -419,12 +429,16 @@ def peer_client(ctx: BenchContext, row: RowResult) -> None:
         f"python3-discogs-client {peer['elapsed']:.1f} s / {peer['requests']:.0f} requests / "
         f"{peer['429s']:.0f} × 429 (sequential; 50 ± 20 ms latency)."
     )
+    names = ["discogs-toolkit\n(ours)", "python3-\ndiscogs-client"]
     row.series = {
-        "kind": "grouped",
-        "groups": ["elapsed (s)", "requests / 100", "429 responses"],
-        "bars": {
-            "discogs-toolkit (ours)": [ours["elapsed"], ours["requests"] / 100, ours["429s"]],
-            "python3-discogs-client": [peer["elapsed"], peer["requests"] / 100, peer["429s"]],
-        },
-        "ylabel": "value",
+        "kind": "panels",
+        "panels": [
+            {"title": "elapsed (s)", "labels": names, "values": [ours["elapsed"], peer["elapsed"]]},
+            {
+                "title": "HTTP requests",
+                "labels": names,
+                "values": [ours["requests"], peer["requests"]],
+            },
+            {"title": "429 responses", "labels": names, "values": [ours["429s"], peer["429s"]]},
+        ],
     }
