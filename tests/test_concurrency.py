@@ -499,6 +499,15 @@ def test_manager_default_timeout_applies_and_inf_disables(gates: list[Gate]) -> 
         assert untimed.result(timeout=WAIT).result == "patient"
 
 
+def test_huge_timeouts_do_not_break_the_watchdog(gates: list[Gate]) -> None:
+    stuck = make_gate(gates)
+    with ConcurrencyManager(timeout=1e15, retries=0) as manager:
+        assert manager.enqueue(Task("x", lambda: 1)).result(timeout=WAIT).result == 1
+        result = manager.enqueue(Task("y", stuck, timeout=0.05)).result(timeout=WAIT)
+        assert isinstance(result.error, TaskTimeoutError)
+        stuck.release.set()
+
+
 # ---------------------------------------------------------------- bookkeeping
 
 

@@ -624,7 +624,8 @@ class ConcurrencyManager:
                         else:
                             self._stale = max(0, self._stale - 1)
                     if not expired:
-                        self._watch.wait(deadlines[0][0] - now if deadlines else None)
+                        wait = deadlines[0][0] - now if deadlines else None
+                        self._watch.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))
             for job, attempt in expired:
                 error = TaskTimeoutError(
                     f"task {job.task.id!r}: attempt {attempt} hit its timeout of {job.timeout:g} s"
