@@ -606,16 +606,35 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _upsert(table: str, key: str, where: str | None = None) -> str:
+#: Conflict handling per table: (key, extra condition) for upserts; absent = plain insert.
+_UPSERTS: dict[str, tuple[str, str | None]] = {
+    # Never let basic_information (fetched_at NULL) replace a detailed release.
+    "releases": ("release_id", "releases.fetched_at IS NULL OR excluded.fetched_at IS NOT NULL"),
+    "collection_items": ("instance_id", None),
+    "artists": ("artist_id", None),
+    "labels": ("label_id", None),
+}
+
+
+def _write(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert (or upsert) rows set-wise: Arrow + INSERT ... SELECT on DuckDB, executemany on sqlite."""
     names = [name for name, _ in TABLES[table]]
-    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
-    condition = f" WHERE {where}" if where else ""
     columns = ", ".join(names)
-    # "WHERE true" keeps sqlite from reading ON CONFLICT as a join constraint of the SELECT.
-    return (
-        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _tk_{table} WHERE true "
-        f"ON CONFLICT ({key}) DO UPDATE SET {updates}{condition}"
-    )
+    conflict = ""
+    if table in _UPSERTS:
+        key, condition = _UPSERTS[table]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+        where = f" WHERE {condition}" if condition else ""
+        conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}{where}"
+    if db.engine == "sqlite":
+        marks = ", ".join("?" * len(names))
+        db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){conflict}", rows)
+        return
+    with db.temp_table(f"_tk_{table}", _frame(db, table, rows)):
+        # "WHERE true" keeps the parser from reading ON CONFLICT as part of the SELECT.
+        db.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _tk_{table} WHERE true{conflict}"
+        )
 
 
 def load_collection(
@@ -686,25 +705,8 @@ def load_collection(
                         f"DELETE FROM {table} WHERE release_id IN (SELECT release_id FROM _tk_ids)"
                     )
             for table, table_rows in rows.items():
-                if not table_rows:
-                    continue
-                with db.temp_table(f"_tk_{table}", _frame(db, table, table_rows)):
-                    if table == "releases":
-                        # Never let basic_information replace a detailed release.
-                        sql = _upsert(
-                            table,
-                            "release_id",
-                            "releases.fetched_at IS NULL OR excluded.fetched_at IS NOT NULL",
-                        )
-                    elif table == "collection_items":
-                        sql = _upsert(table, "instance_id")
-                    elif table == "artists":
-                        sql = _upsert(table, "artist_id")
-                    elif table == "labels":
-                        sql = _upsert(table, "label_id")
-                    else:
-                        sql = f"INSERT INTO {table} SELECT * FROM _tk_{table}"
-                    db.execute(sql)
+                if table_rows:
+                    _write(db, table, table_rows)
     return {table: len(table_rows) for table, table_rows in rows.items()}
 
 
