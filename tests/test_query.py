@@ -556,3 +556,21 @@ def test_validation_still_applies_after_a_name_was_seen() -> None:
         QueryBuilder().where("id = ?", [])
     with pytest.raises(QueryError):
         QueryBuilder().select(["name; --"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=30))
+def test_accepted_identifiers_contain_nothing_but_name_characters(name: str) -> None:
+    import re
+
+    for add in (
+        lambda: QueryBuilder().select([name]),
+        lambda: QueryBuilder().from_(name),
+        lambda: QueryBuilder().order_by(name),
+    ):
+        try:
+            add()
+        except QueryError:
+            continue
+        outside_quotes = re.sub(r'"[^"\x00]+"', "", name)
+        assert re.fullmatch(r"[A-Za-z0-9_$.*() ]*", outside_quotes), name
