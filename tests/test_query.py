@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -563,11 +563,12 @@ def test_validation_still_applies_after_a_name_was_seen() -> None:
 def test_accepted_identifiers_contain_nothing_but_name_characters(name: str) -> None:
     import re
 
-    for add in (
+    adders: list[Callable[[], QueryBuilder]] = [
         lambda: QueryBuilder().select([name]),
         lambda: QueryBuilder().from_(name),
         lambda: QueryBuilder().order_by(name),
-    ):
+    ]
+    for add in adders:
         try:
             add()
         except QueryError:
