@@ -15,6 +15,7 @@ import pytest
 from toolkit.cli import main
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.simulator import DiscogsSimulator
+from toolkit.pull import LAST_PULL_FILE, PullReport
 
 FAST = 100_000
 TOKEN = "tok-Sup3rSecret-4ab9e1"
@@ -89,6 +90,8 @@ def test_pull_then_stats_query_and_cache(
     assert "items                 45" in out
     assert "rate_bound_seconds" in out
     assert (env / "collection.duckdb").is_file()
+    saved = PullReport.load(env / LAST_PULL_FILE)  # for notebook 01's "last pull" chart
+    assert saved.items == 45 and len(saved.timeline) == saved.network_requests > 0
 
     code, out, _ = run(["stats"], capsys)
     assert code == 0

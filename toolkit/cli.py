@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -221,6 +221,11 @@ def _run_pull(args: argparse.Namespace) -> int:
         )
     print(report.as_table())
     print(f"database: {db_path}")
+    from toolkit.pull import LAST_PULL_FILE
+
+    # The saved report is a convenience for notebook 01; the pull itself succeeded regardless.
+    with suppress(OSError):
+        report.save(settings.data_dir / LAST_PULL_FILE)
     return 0
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "SIMULATOR_PORT",
     "PullSource",
     "inject_parameters",
+    "last_cli_pull",
     "main",
     "open_source",
     "plot_timeline",
@@ -207,6 +208,20 @@ def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     return fig
+
+
+def last_cli_pull(data_dir: str | Path | None = None) -> PullReport | None:
+    """The report ``discogs-toolkit pull`` saved last (e.g. ``make demo``'s cold pull), or None."""
+    from toolkit.pull import LAST_PULL_FILE, PullReport
+
+    folder = Settings.from_env().data_dir if data_dir is None else Path(data_dir)
+    path = folder / LAST_PULL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return PullReport.load(path)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def inject_parameters(notebook: Any, parameters: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ Resumable and idempotent: the database knows what it has, failures are recorded 
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -44,7 +45,10 @@ if TYPE_CHECKING:
 
     from toolkit.discogs.client import DiscogsClient, RequestEvent
 
-__all__ = ["PullReport", "pull_collection", "rate_bound_seconds"]
+__all__ = ["LAST_PULL_FILE", "PullReport", "pull_collection", "rate_bound_seconds"]
+
+#: Where ``discogs-toolkit pull`` saves its report (under the data dir) for notebook 01 to chart.
+LAST_PULL_FILE = "last_pull.json"
 
 #: Errors worth another attempt by the ConcurrencyManager after the client's own retries gave up.
 RETRYABLE: tuple[type[BaseException], ...] = (
@@ -120,6 +124,29 @@ class PullReport:
         rows = [(name, _fmt(value)) for name, value in self.as_dict().items()]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the report and its timeline as JSON (no token is ever part of a report)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = self.as_dict()
+        data["timeline"] = [
+            [e.started, e.finished, e.path, e.status, e.from_cache] for e in self.timeline
+        ]
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> PullReport:
+        """Read a report written by :meth:`save`."""
+        from toolkit.discogs.client import RequestEvent
+
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        events = tuple(RequestEvent(*row) for row in data.pop("timeline", []))
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names}, timeline=events)
 
     def timeline_frame(self) -> pd.DataFrame:
         """The request timeline: one row per request with start/finish seconds from the first one."""
