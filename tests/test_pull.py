@@ -429,3 +429,56 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
             assert before_kill | set(again) == {item["id"] for item in user.items}
             assert server.stats().by_kind.get("collection", 0) <= pages
             assert snapshot(db) == expected, (kind, threshold)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("ctrlc", items=80)
+    with simulator(catalogue, latency=0.01) as server:
+        reference = tmp_path / "ref.duckdb"
+        with client_for(server, tmp_path / "ref.sqlite") as client:
+            pull("ctrlc", reference, client)
+        server.reset_counters()
+        db, data = tmp_path / "c.duckdb", tmp_path / "data"
+        proc = subprocess.Popen(
+            _pull_cmd(db, "ctrlc"),
+            env=_cli_env(server, data),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while server.stats().by_kind.get("release", 0) < 25:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        answered = {
+            int(r.path.rsplit("/", 1)[1])
+            for r in server.request_log
+            if r.path.startswith("/releases/") and r.status == 200
+        }
+        with Database.connect(db, read_only=True) as handle:
+            stored = {
+                r
+                for (r,) in handle.fetchall(
+                    "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL"
+                )
+            }
+        # What had arrived was written on the way out (bar the few answers still in flight).
+        assert len(answered - stored) <= 3
+        assert len(stored) < len({item["id"] for item in user.items})
+
+        server.reset_counters()
+        resumed = subprocess.run(
+            _pull_cmd(db, "ctrlc"),
+            env=_cli_env(server, data),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert not set(releases_requested(server)) & stored
+        assert snapshot(db) == snapshot(reference)
