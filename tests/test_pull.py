@@ -391,7 +391,7 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
         assert len(expected["collection_items"]) == 90
 
         # Kill points: mid-listing (after 2 pages), early and late in the release details.
-        for kind, threshold in (("collection", 2), ("release", 10), ("release", 60)):
+        for kind, threshold in (("collection", 2), ("release", 10), ("release", 45)):
             server.reset_counters()
             db = tmp_path / f"kill-{kind}-{threshold}.duckdb"
             data = tmp_path / f"data-{kind}-{threshold}"
