@@ -31,6 +31,16 @@ def _needs_log(values: Sequence[float]) -> bool:
     return len(positive) >= 2 and max(positive) / min(positive) > 50
 
 
+def _label(value: float) -> str:
+    """A compact number for an annotation: 405,331 → 405k, 0.00109 → 0.00109."""
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if magnitude >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.3g}"
+
+
 def _title(ax: Axes, row: RowResult, subtitle: str = "") -> None:
     verdict = row.verdict.upper()
     head = f"{row.number}. {row.name} — {verdict}"
@@ -79,8 +89,8 @@ def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         extents.append(float(series["target"]))
     if series.get("log", _needs_log(extents)):
         ax.set_xscale("log")
-    for y, m in zip(ypos, medians, strict=True):
-        ax.annotate(f" {m:.3g}", (m, y), va="center", fontsize=8)
+    for y, m, hi in zip(ypos, medians, high, strict=True):
+        ax.annotate(f"  {_label(m)}", (max(m, hi), y), va="center", fontsize=8)
     _reference_lines(ax, series, vertical=True)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
