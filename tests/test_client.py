@@ -626,3 +626,34 @@ def test_concurrent_calls_for_one_url_share_one_request(
         assert sim.stats().by_kind == {"release": 1}
         assert client.stats().network_requests == 1
         assert client.stats().memory_hits == 7
+
+
+def _page(*ids: int) -> dict[str, Any]:
+    return {
+        "pagination": {"page": 1, "pages": 1, "per_page": 100, "items": len(ids), "urls": {}},
+        "releases": [{"id": rid, "instance_id": rid * 10} for rid in ids],
+    }
+
+
+def test_refresh_skips_both_caches_and_stores_the_fresh_page(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    path = "/users/u/collection/folders/0/releases"
+    scripted.script(path, Reply(body=_page(1, 2)), Reply(body=_page(1, 2, 3)))
+    cache = tmp_path / "c.sqlite"
+    with make_client(scripted.url, cache) as client:
+        assert len(client.get_collection_page("u")["releases"]) == 2
+        assert len(client.get_collection_page("u")["releases"]) == 2  # memory
+        assert scripted.hits(path) == 1
+        fresh = client.get_collection_page("u", refresh=True)
+        assert [r["id"] for r in fresh["releases"]] == [1, 2, 3]
+        assert scripted.hits(path) == 2
+        # the fresh answer replaced the cached one in memory ...
+        assert client.get_collection_page("u") is fresh
+        assert [item["id"] for item in client.iter_collection("u", refresh=True)] == [1, 2, 3]
+        assert scripted.hits(path) == 3
+    # ... and in the HTTP cache file
+    with make_client(scripted.url, cache) as again:
+        assert len(again.get_collection_page("u")["releases"]) == 3
+        assert again.stats().cache_hits == 1 and again.stats().network_requests == 0
+    assert scripted.hits(path) == 3

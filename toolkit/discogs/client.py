@@ -377,15 +377,21 @@ class DiscogsClient:
         per_page: int = 100,
         sort: str | None = None,
         sort_order: str | None = None,
+        *,
+        refresh: bool = False,
     ) -> dict[str, Any]:
-        """One page of a collection folder: ``{"pagination": {...}, "releases": [...]}``."""
+        """One page of a collection folder: ``{"pagination": {...}, "releases": [...]}``.
+
+        ``refresh=True`` skips both caches and asks the server, then stores the fresh page in
+        both (a pull lists the collection this way, so it never works from a stale listing).
+        """
         params: dict[str, str | int] = {"page": page, "per_page": per_page}
         if sort is not None:
             params["sort"] = sort
         if sort_order is not None:
             params["sort_order"] = sort_order
         path = f"/users/{quote(username, safe='')}/collection/folders/{int(folder_id)}/releases"
-        data = self._get_object(path, params)
+        data = self._get_object(path, params, refresh=refresh)
         pagination = data.get("pagination")
         if not isinstance(pagination, dict) or not isinstance(pagination.get("pages"), int):
             raise self._response_error("the collection page has no 'pagination'", data, path)
@@ -401,14 +407,18 @@ class DiscogsClient:
         per_page: int = 100,
         sort: str | None = None,
         sort_order: str | None = None,
+        refresh: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Yield every item of a collection folder in page order.
 
         The first page tells how many pages there are; the rest are fetched concurrently by a
         small thread pool (each still passing the rate limiter), started before the first item is
-        yielded, and yielded in order.
+        yielded, and yielded in order. ``refresh=True`` fetches every page from the server (see
+        :meth:`get_collection_page`).
         """
-        first = self.get_collection_page(username, folder_id, 1, per_page, sort, sort_order)
+        first = self.get_collection_page(
+            username, folder_id, 1, per_page, sort, sort_order, refresh=refresh
+        )
         pages = int(first["pagination"]["pages"])
         if pages <= 1:
             yield from first["releases"]
@@ -424,6 +434,7 @@ class DiscogsClient:
                     per_page,
                     sort,
                     sort_order,
+                    refresh=refresh,
                 )
                 for number in range(2, pages + 1)
             ]
@@ -488,9 +499,13 @@ class DiscogsClient:
         )
 
     def _get_object(
-        self, path: str, params: Mapping[str, str | int] | None = None
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        refresh: bool = False,
     ) -> dict[str, Any]:
-        data = self._get_json(path, params)
+        data = self._get_json(path, params, refresh=refresh)
         if not isinstance(data, dict):
             url = self._url(path, params)
             raise DiscogsResponseError(
@@ -501,18 +516,22 @@ class DiscogsClient:
             )
         return data
 
-    def _get_json(self, path: str, params: Mapping[str, str | int] | None) -> Any:
+    def _get_json(
+        self, path: str, params: Mapping[str, str | int] | None, *, refresh: bool = False
+    ) -> Any:
         """Parsed JSON for ``path``: memory cache, then HTTP cache, then the network.
 
         Concurrent calls for the same URL are collapsed: one thread loads it, the others wait and
         take its answer from the memory cache (if it failed, the next waiter tries itself).
+        ``refresh`` skips both cache look-ups (a refreshing caller never takes another's answer)
+        and stores the network's answer in both caches.
         """
         if self._closed:
             raise DiscogsError("the DiscogsClient is closed")
         url = self._url(path, params)
         memory_key = f"{self._identity}|{url}"
         while True:
-            value = self._memory.get(memory_key, _MISSING)
+            value = _MISSING if refresh else self._memory.get(memory_key, _MISSING)
             if value is not _MISSING:
                 self._counters.add("memory_hits")
                 return value
@@ -525,7 +544,7 @@ class DiscogsClient:
                 done.wait()
                 continue
             try:
-                data = self._load(path, url)
+                data = self._load(path, url, refresh)
                 self._memory.set(memory_key, data, ttl=self._ttl_for(path))
                 return data
             finally:
@@ -533,15 +552,16 @@ class DiscogsClient:
                     del self._inflight[memory_key]
                 done.set()
 
-    def _load(self, path: str, url: str) -> Any:
-        """Parsed JSON from the HTTP cache when fresh there, else from the network."""
+    def _load(self, path: str, url: str, refresh: bool = False) -> Any:
+        """Parsed JSON from the HTTP cache when fresh there (unless ``refresh``), else the network."""
         prepared = self._session.prepare_request(requests.Request("GET", url))
         cache_key = self._session.cache.create_key(prepared, verify=True)
-        cached = self._session.cache.get_response(cache_key)
-        if cached is not None and not cached.is_expired:
-            self._counters.add("cache_hits")
-            return self._parse(cached.content, url, cache_key)
-        return self._fetch(path, url, cache_key)
+        if not refresh:
+            cached = self._session.cache.get_response(cache_key)
+            if cached is not None and not cached.is_expired:
+                self._counters.add("cache_hits")
+                return self._parse(cached.content, url, cache_key)
+        return self._fetch(path, url, cache_key, refresh)
 
     def _parse(self, content: bytes, url: str, cache_key: str) -> Any:
         try:
@@ -573,7 +593,7 @@ class DiscogsClient:
             self._counters.network_requests += 1
             self._events.append(RequestEvent(started, finished, path, status, stale))
 
-    def _fetch(self, path: str, url: str, cache_key: str) -> Any:
+    def _fetch(self, path: str, url: str, cache_key: str, refresh: bool = False) -> Any:
         """Send ``GET url`` through the limiter, retrying failures and waiting out 429s."""
         failures = 0
         throttles = 0
@@ -590,7 +610,7 @@ class DiscogsClient:
             started = self._clock()
             self._last_status.value = None
             try:
-                response = self._session.get(url, timeout=self._timeout)
+                response = self._session.get(url, timeout=self._timeout, force_refresh=refresh)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 slot.complete()
                 self._record(started, path, None, False)
