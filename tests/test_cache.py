@@ -95,8 +95,8 @@ def test_set_overwrites_and_restarts_ttl(cache: CacheService, clock: FakeClock) 
     assert cache.get("k") == "new"
 
 
-@pytest.mark.parametrize("bad", [0, -1, -0.5, float("nan")])
-def test_non_positive_ttl_raises(cache: CacheService, bad: float) -> None:
+@pytest.mark.parametrize("bad", [0, -1, -0.5, float("nan"), float("inf"), float("-inf")])
+def test_non_positive_or_non_finite_ttl_raises(cache: CacheService, bad: float) -> None:
     with pytest.raises(ValueError):
         cache.set("k", 1, ttl=bad)
     with pytest.raises(ValueError):
@@ -104,13 +104,41 @@ def test_non_positive_ttl_raises(cache: CacheService, bad: float) -> None:
     assert not cache.has("k")
 
 
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("auto_cleanup", [False, True])
+def test_constructor_rejects_bad_durations(bad: float, auto_cleanup: bool) -> None:
+    """Before, ``cleanup_interval=inf`` was accepted and the sweep thread died of OverflowError."""
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match="default_ttl"):
+        CacheService(default_ttl=bad, auto_cleanup=auto_cleanup)
+    with pytest.raises(ValueError, match="cleanup_interval"):
+        CacheService(cleanup_interval=bad, auto_cleanup=auto_cleanup)
+    assert not [t for t in threading.enumerate() if t not in before]  # no sweep thread started
+
+
 def test_constructor_validation() -> None:
     with pytest.raises(ValueError):
-        CacheService(default_ttl=0, auto_cleanup=False)
-    with pytest.raises(ValueError):
-        CacheService(cleanup_interval=-1, auto_cleanup=False)
-    with pytest.raises(ValueError):
         CacheService(max_entries=0, auto_cleanup=False)
+
+
+def _blocked_in_wait(thread: threading.Thread) -> bool:
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and frame.f_code.co_name == "wait"
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_huge_finite_cleanup_interval_waits_instead_of_crashing() -> None:
+    """An interval beyond ``threading.TIMEOUT_MAX`` is capped; it used to raise OverflowError."""
+    cache = CacheService(cleanup_interval=threading.TIMEOUT_MAX * 10)
+    thread = cache.cleanup_thread
+    assert thread is not None
+    try:
+        # Either it reaches its (long) wait or, with the bug, it dies at once.
+        assert wait_for(lambda: _blocked_in_wait(thread) or not thread.is_alive())
+        assert thread.is_alive(), "the sweep thread died"
+    finally:
+        cache.destroy()
+    assert not thread.is_alive()
 
 
 def test_get_ttl(cache: CacheService, clock: FakeClock) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -118,7 +120,7 @@ def test_enqueue_returns_future_with_result() -> None:
 
 @pytest.mark.parametrize("count", [0, 1, 7, 200])
 def test_enqueue_batch_returns_input_order(count: int) -> None:
-    tasks = [Task(f"t{i}", lambda i=i: i * i, priority=i % 3) for i in range(count)]
+    tasks = [Task(f"t{i}", partial(pow, i, 2), priority=i % 3) for i in range(count)]
     with ConcurrencyManager(max_concurrent=4) as manager:
         results = manager.enqueue_batch(tasks)
         stats = manager.get_stats()
@@ -255,7 +257,7 @@ def test_start_order_is_priority_then_fifo(priorities: list[int]) -> None:
         manager.enqueue(Task("blocker", blocker))
         assert started.wait(WAIT)
         for i, priority in enumerate(priorities):
-            manager.enqueue(Task(str(i), lambda i=i: order.append(i), priority=priority))
+            manager.enqueue(Task(str(i), partial(order.append, i), priority=priority))
         release.set()
         assert manager.wait_all(timeout=WAIT)
     assert order == sorted(range(len(priorities)), key=lambda i: (-priorities[i], i))
@@ -384,6 +386,85 @@ def test_backoff_does_not_hold_a_slot(gates: list[Gate]) -> None:
             assert future.result(timeout=WAIT).attempt == 2
     finally:
         end_backoff.set()
+
+
+def test_many_backoffs_overlap_on_the_watchdog_and_never_end_early(gates: list[Gate]) -> None:
+    """Default sleep: a back-off is a deadline on the watchdog's heap, not a sleeping thread.
+
+    200 tasks fail once; with one worker and a sentinel queued after them, the sentinel starts only
+    once every failure has been handed to the watchdog. At that moment all 200 are backing off at
+    once (the old design slept them on a pool of 32 threads, so the rest queued and retried late)
+    and the manager has started no thread beyond its worker and the watchdog.
+    """
+    n, base = 200, 0.05
+    lock = threading.Lock()
+    failed_at: dict[str, float] = {}
+    retried_at: dict[str, float] = {}
+    retry_order: list[str] = []
+
+    def body(name: str) -> Callable[[], str]:
+        def run() -> str:
+            now = time.monotonic()
+            with lock:
+                if name not in failed_at:
+                    failed_at[name] = now
+                    raise OSError(f"{name} fails once")
+                retried_at[name] = now
+                retry_order.append(name)
+            return name
+
+        return run
+
+    sentinel = make_gate(gates)
+    before = set(threading.enumerate())
+    with ConcurrencyManager(
+        max_concurrent=1, retries=1, timeout=None, backoff_base=base
+    ) as manager:
+        futures = [manager.enqueue(Task(f"t{i:03}", body(f"t{i:03}"))) for i in range(n)]
+        done = manager.enqueue(Task("sentinel", sentinel))
+        assert sentinel.started.wait(WAIT)
+        stats = manager.get_stats()
+        assert (stats.active_tasks, stats.queued_tasks) == (1, n)  # all 200 are backing off
+        assert len(failed_at) == n and not retried_at  # the only worker is in the sentinel
+        new_threads = [t for t in threading.enumerate() if t not in before]
+        assert len(new_threads) <= 2, [t.name for t in new_threads]  # one worker + the watchdog
+        sentinel.release.set()
+        results = [f.result(timeout=WAIT) for f in futures]
+        assert done.result(timeout=WAIT).success
+    assert all(r.success and r.attempt == 2 for r in results)
+    for name, failed in failed_at.items():
+        assert retried_at[name] >= failed + base, name  # never before its own back-off ended
+    # One worker failed them in order, so their back-offs end, and they re-queue, in that order.
+    assert retry_order == sorted(failed_at, key=failed_at.__getitem__)
+
+
+def test_timeout_then_real_backoff_then_success(gates: list[Gate]) -> None:
+    """Default sleep: the watchdog fires the timeout, then re-queues the task after its back-off."""
+    stuck = make_gate(gates)
+    calls = 0
+
+    def body() -> object:
+        nonlocal calls
+        calls += 1
+        return stuck() if calls == 1 else "second"
+
+    with ConcurrencyManager(
+        max_concurrent=2, retries=1, timeout=0.05, backoff_base=0.01
+    ) as manager:
+        result = manager.enqueue(Task("t", body)).result(timeout=WAIT)
+        stuck.release.set()
+    assert (result.success, result.result, result.attempt) == (True, "second", 2)
+
+
+def test_a_raising_injected_sleep_still_requeues_and_keeps_the_watchdog() -> None:
+    def broken_sleep(seconds: float) -> None:
+        raise RuntimeError("sleep bug")
+
+    with ConcurrencyManager(retries=2, sleep=broken_sleep) as manager:
+        first = manager.enqueue(Task("a", Flaky(failures=2))).result(timeout=WAIT)
+        second = manager.enqueue(Task("b", Flaky(failures=1))).result(timeout=WAIT)
+    assert (first.success, first.attempt) == (True, 3)
+    assert (second.success, second.attempt) == (True, 2)
 
 
 # ---------------------------------------------------------------- timeouts
@@ -542,7 +623,12 @@ def test_successful_failed_and_stats() -> None:
         clock.advance(2.0)
         raise ValueError("bad")
 
-    tasks = [Task("a", ok(1)), Task("b", ok(2)), Task("c", bad), Task("d", ok(3))]
+    tasks: list[Task[object]] = [
+        Task("a", ok(1)),
+        Task("b", ok(2)),
+        Task("c", bad),
+        Task("d", ok(3)),
+    ]
     with ConcurrencyManager(max_concurrent=1, retries=0, clock=clock) as manager:
         manager.enqueue_batch(tasks)
         stats = manager.get_stats()
@@ -564,7 +650,8 @@ def test_successful_failed_and_stats() -> None:
 
 def test_reset_forgets_results_and_statistics() -> None:
     with ConcurrencyManager(retries=0) as manager:
-        manager.enqueue_batch([Task("a", lambda: 1), Task("b", Flaky(failures=1))])
+        first: list[Task[object]] = [Task("a", lambda: 1), Task("b", Flaky(failures=1))]
+        manager.enqueue_batch(first)
         assert manager.get_stats().total_tasks == 2
         manager.reset()
         assert manager.get_result("a") is None
@@ -600,7 +687,7 @@ def test_clear_resolves_removed_futures_with_failure(gates: list[Gate]) -> None:
     with ConcurrencyManager(max_concurrent=1) as manager:
         running = manager.enqueue(Task("blocker", blocker))
         assert blocker.started.wait(WAIT)
-        queued = [manager.enqueue(Task(f"q{i}", lambda i=i: ran.append(f"q{i}"))) for i in range(3)]
+        queued = [manager.enqueue(Task(f"q{i}", partial(ran.append, f"q{i}"))) for i in range(3)]
         assert manager.clear() == 3
         for i, future in enumerate(queued):
             assert future.done()
@@ -691,7 +778,7 @@ def test_close_drains_the_queue_then_rejects_new_tasks() -> None:
     ran: list[int] = []
     manager = ConcurrencyManager(max_concurrent=2)
     for i in range(20):
-        manager.enqueue(Task(str(i), lambda i=i: ran.append(i)))
+        manager.enqueue(Task(str(i), partial(ran.append, i)))
     manager.close()
     assert sorted(ran) == list(range(20))
     with pytest.raises(RuntimeError):

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from toolkit.config import Settings
 from toolkit.ratelimit import Limiter, RateLimiter, SlidingWindowLimiter
 
+WAIT = 10.0  # generous bound for thread joins, only hit when something is broken
+
 
 class FakeClock:
     """A settable clock whose ``sleep`` advances time instead of waiting; records every sleep."""
@@ -33,6 +35,26 @@ class FakeClock:
         assert seconds > 0, "limiters must never sleep for zero or negative time"
         self.sleeps.append(seconds)
         self.advance(seconds)
+
+
+class LockProbeClock(FakeClock):
+    """A fake clock whose ``sleep`` first checks, from another thread, that the limiter is unlocked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter: Limiter | None = None
+        self.seen: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        assert self.limiter is not None
+        limiter = self.limiter
+        probe = threading.Thread(target=lambda: self.seen.append(limiter.get_tokens()))
+        probe.start()
+        probe.join(WAIT)  # if the waiter held the lock, the probe would block until it gives up
+        assert not probe.is_alive(), (
+            "get_tokens() blocked: wait_until_allowed sleeps holding the lock"
+        )
+        super().sleep(seconds)
 
 
 # ---------------------------------------------------------------- shared behaviour
@@ -89,6 +111,18 @@ class TestCommonBehaviour:
         assert 0 < waited <= 10.0 + 1e-5
         assert clock.sleeps, "it must have slept through the injected sleep"
         assert lim.allow() is False
+
+    def test_wait_until_allowed_sleeps_outside_the_lock(
+        self, make: Callable[[int, float, FakeClock], Limiter]
+    ) -> None:
+        clock = LockProbeClock()
+        lim = make(2, 10.0, clock)
+        clock.limiter = lim
+        assert lim.allow(2)
+        assert lim.wait_until_allowed(2) is True
+        assert clock.sleeps, "it must have slept"
+        assert len(clock.seen) == len(clock.sleeps)
+        assert all(tokens < 2 for tokens in clock.seen)  # the probe saw the waiter not served yet
 
     def test_timeout_returns_false_without_consuming(
         self, make: Callable[[int, float, FakeClock], Limiter]
@@ -384,6 +418,7 @@ class TestSlidingWindow:
         assert lim.in_window() == 2
 
     def test_real_threads_waiting_share_window(self) -> None:
+        """4 threads x 5 waits on one fake clock: the acquisition times never crowd a window."""
         clock = FakeClock(start=0.0)
         lim = SlidingWindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep)
         got: list[float] = []
@@ -391,17 +426,21 @@ class TestSlidingWindow:
 
         def worker() -> None:
             for _ in range(5):
-                assert lim.wait_until_allowed(timeout=1000.0)
+                # acquire_slot is wait_until_allowed returning the clock time it acquired at;
+                # reading clock.now afterwards could see another thread's sleep already added.
+                slot = lim.acquire_slot(timeout=1000.0)
+                assert slot is not None
                 with lock:
-                    got.append(clock.now)
+                    got.append(slot.stamp)
 
         threads = [threading.Thread(target=worker) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(10)
+            t.join(WAIT)
         assert not any(t.is_alive() for t in threads)
         assert len(got) == 20
+        assert _max_in_any_window(got, 10.0) == 5  # reached (the first five), never exceeded
         assert lim.in_window() <= 5
 
     def test_validation(self) -> None:

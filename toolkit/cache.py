@@ -6,6 +6,7 @@ Ports the original ``CacheService``; durations are float seconds measured on an 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
@@ -53,8 +54,12 @@ class _Pending:
 def _sweep_loop(
     ref: weakref.ReferenceType[CacheService], stop: threading.Event, interval: float
 ) -> None:
-    """Background sweep: holds only a weak reference so an unreferenced cache can be collected."""
-    while not stop.wait(interval):
+    """Background sweep: holds only a weak reference so an unreferenced cache can be collected.
+
+    The wait is capped at ``threading.TIMEOUT_MAX`` (a longer one raises OverflowError).
+    """
+    wait = min(interval, threading.TIMEOUT_MAX)
+    while not stop.wait(wait):
         cache = ref()
         if cache is None:
             return
@@ -67,8 +72,9 @@ def _sweep_loop(
 
 
 def _check_ttl(ttl: float, name: str = "ttl") -> float:
-    if not ttl > 0:  # also rejects NaN
-        raise ValueError(f"{name} must be a positive number of seconds, got {ttl!r}")
+    """``ttl`` as a float; ValueError unless it is positive and finite (NaN and inf are rejected)."""
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {ttl!r}")
     return float(ttl)
 
 
@@ -80,6 +86,9 @@ class CacheService:
     meet, ``cleanup()`` and the background sweep drop all of them, and each such removal counts as an
     eviction, as does every entry pushed out by ``max_entries`` (least recently used first). The bulk
     views (``keys``, ``size``, ``get_stats``) skip expired entries without removing them.
+
+    ``default_ttl``, every ``ttl`` and ``cleanup_interval`` must be positive and finite (ValueError
+    otherwise, NaN included); use ``auto_cleanup=False`` rather than an infinite interval.
 
     The background sweep runs every ``cleanup_interval`` real seconds in a daemon thread that holds
     only a weak reference to the cache; it stops on ``stop_auto_cleanup()``/``destroy()`` or when
@@ -169,7 +178,7 @@ class CacheService:
             return default
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value`` for ``ttl`` seconds (default ``default_ttl``); ttl <= 0 raises ValueError."""
+        """Store ``value`` for ``ttl`` seconds (default ``default_ttl``); see the class for valid ttls."""
         ttl = self._default_ttl if ttl is None else _check_ttl(ttl)
         with self._lock:
             self._store_locked(key, value, self._clock() + ttl)
@@ -247,8 +256,11 @@ class CacheService:
         """The live value for ``key``, else ``factory()`` stored for ``ttl`` seconds.
 
         Concurrent callers missing the same key share one ``factory`` call: the first runs it (outside
-        the lock), the others wait and get its value, or its exception re-raised. Counts one hit or
-        miss per call. A factory that asks for its own key raises RuntimeError instead of deadlocking.
+        the lock), the others wait and get its value, or its exception re-raised. That is the same
+        exception object in every waiting thread (as with ``Future.result()``), so each raise adds
+        its frames to the shared ``__traceback__``; callers should not mutate it. A failure is not
+        cached: the next call runs ``factory`` again. Counts one hit or miss per call. A factory that
+        asks for its own key raises RuntimeError instead of deadlocking.
         """
         ttl = self._default_ttl if ttl is None else _check_ttl(ttl)
         with self._lock:

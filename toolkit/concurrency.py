@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import CancelledError, Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
@@ -26,6 +26,11 @@ T = TypeVar("T")
 
 # Job phases. BACKOFF also covers "attempt failed or timed out, retry decision pending".
 _QUEUED, _RUNNING, _BACKOFF, _DONE = range(4)
+
+# A timer on the watchdog's heap: (when, seq, job, attempt, backoff). ``backoff`` is None for the
+# deadline of a running attempt, else the back-off delay after which ``job`` is re-queued. An entry
+# is live while ``job`` is still in that attempt and phase (_RUNNING resp. _BACKOFF).
+_Timer = tuple[float, int, "_Job", int, float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +142,20 @@ def _resolve(future: Future[TaskResult[Any]] | None, result: TaskResult[Any]) ->
 class ConcurrencyManager:
     """Runs :class:`Task` callables on at most ``max_concurrent`` worker threads at once.
 
-    Waiting tasks start by priority (higher first), FIFO among equals. A failed attempt is retried
-    ``retries`` times (``retry_on(exc)`` may veto) after a back-off of ``backoff_base * 2**(n-1)``
-    seconds, slept with ``sleep`` on a helper thread so it holds no slot. An attempt running past its
-    timeout fails with :class:`~toolkit.errors.TaskTimeoutError`; Python cannot kill a thread, so the
-    abandoned callable keeps its slot, and counts against ``max_concurrent``, until it returns.
+    The limit is enforced in one place: at most ``max_concurrent`` worker threads ever exist and
+    each runs one callable at a time. Waiting tasks start by priority (higher first), FIFO among
+    equals. An attempt running past its timeout fails with :class:`~toolkit.errors.TaskTimeoutError`;
+    Python cannot kill a thread, so the abandoned callable keeps its worker thread, and so counts
+    against ``max_concurrent``, until it returns.
+
+    A failed attempt is retried ``retries`` times (``retry_on(exc)`` may veto; it runs on the thread
+    that saw the failure, a worker or for timeouts the watchdog, so keep it quick) after a back-off
+    of ``backoff_base * 2**(n-1)`` seconds that holds no slot. With the default ``sleep=time.sleep``
+    a back-off is a deadline on the heap of the single watchdog thread (which also fires timeouts
+    and sleeps until the earliest deadline, measured with ``clock``), so any number of back-offs run
+    at once and each task is re-queued as soon as its own back-off ends. An injected ``sleep`` is
+    for tests: the watchdog calls ``sleep(delay)`` for each back-off, one at a time, then re-queues
+    the task (a fake ``sleep`` that advances a fake ``clock`` makes back-offs instant and visible).
     ``clock`` measures durations and deadlines. Futures may be cancelled while their task is queued.
     """
 
@@ -178,8 +192,8 @@ class ConcurrencyManager:
         self._done = threading.Condition(self._lock)  # wait_all / enqueue_batch waiters
         self._seq = itertools.count()
         self._heap: list[tuple[int, int, _Job]] = []  # (-priority, seq, job)
-        self._deadlines: list[tuple[float, int, _Job, int]] = []  # (deadline, seq, job, attempt)
-        self._stale = 0  # deadline entries whose attempt already ended
+        self._timers: list[_Timer] = []  # the watchdog's heap: attempt deadlines and back-offs
+        self._stale = 0  # estimate of timer entries that are no longer live
         self._in_flight: dict[str, _Job] = {}
         self._results: dict[str, TaskResult[Any]] = {}
         self._active = 0
@@ -187,7 +201,6 @@ class ConcurrencyManager:
         self._idle = 0  # workers waiting that nobody has notified yet
         self._workers: set[threading.Thread] = set()
         self._watchdog: threading.Thread | None = None
-        self._helper: ThreadPoolExecutor | None = None
         self._backing_off = 0
         self._closed = False
         self._total = 0
@@ -324,6 +337,7 @@ class ConcurrencyManager:
             for job in removed:
                 if job.phase == _BACKOFF:
                     self._backing_off -= 1
+                    self._stale += 1  # its back-off timer, if it has one yet
                 error = CancelledError(f"task {job.task.id!r} removed by clear()")
                 resolved.append((job.future, self._record_locked(job, False, None, error, now)))
         for future, result in resolved:
@@ -347,15 +361,12 @@ class ConcurrencyManager:
         with self._lock:
             workers = list(self._workers) if self._active == 0 else []
             watchdog = self._watchdog
-            helper = self._helper
         current = threading.current_thread()
         for thread in workers:
             if thread is not current:
                 thread.join()
-        if watchdog is not None:
+        if watchdog is not None and watchdog is not current:
             watchdog.join()
-        if helper is not None:
-            helper.shutdown(wait=True)
 
     def __enter__(self) -> ConcurrencyManager:
         return self
@@ -425,9 +436,12 @@ class ConcurrencyManager:
     # ------------------------------------------------------------------ workers
 
     def _take_locked(self) -> _Job | None:
-        """Pop the next job and start its attempt, if there is one and a free slot."""
+        """Pop the next job and start its attempt, if there is one.
+
+        No slot check here: the caller is a worker thread, and there are at most ``max_concurrent``.
+        """
         heap = self._heap
-        while heap and self._active < self._max:
+        while heap:
             job = heapq.heappop(heap)[2]
             if (
                 job.attempt == 0
@@ -447,7 +461,7 @@ class ConcurrencyManager:
                 if job.started is None:
                     job.started = now
                 if job.timeout is not None:
-                    self._add_deadline_locked(now + job.timeout, job)
+                    self._add_timer_locked(now + job.timeout, job, None)
             return job
         return None
 
@@ -490,9 +504,7 @@ class ConcurrencyManager:
         if job.phase != _RUNNING or job.attempt != attempt:
             return None  # this attempt timed out earlier: its outcome is discarded
         if job.timeout is not None:
-            self._stale += 1
-            if self._stale > 256 and 2 * self._stale > len(self._deadlines):
-                self._compact_deadlines_locked()
+            self._stale += 1  # its deadline timer
         if ok:
             result = self._record_locked(job, True, value, None, self._clock())
             future = job.future
@@ -500,7 +512,7 @@ class ConcurrencyManager:
         job.phase = _BACKOFF
         self._backing_off += 1
         failure = cast(BaseException, error)
-        return lambda: self._after_failure(job, attempt, failure, on_helper=False)
+        return lambda: self._after_failure(job, attempt, failure)
 
     def _record_locked(
         self, job: _Job, success: bool, value: Any, error: BaseException | None, end: float
@@ -545,89 +557,96 @@ class ConcurrencyManager:
         except Exception:  # a broken predicate must not strand the task
             return False
 
-    def _after_failure(
-        self, job: _Job, attempt: int, error: BaseException, *, on_helper: bool
-    ) -> None:
-        """Decide (outside the lock: ``retry_on`` is user code) between back-off and giving up."""
-        if attempt < job.max_attempts and self._retryable(error):
-            delay = self._backoff_base * 2 ** (attempt - 1)
-            if on_helper:
-                self._backoff(job, delay)
-            else:
-                self._helper_pool().submit(self._backoff, job, delay)
-            return
+    def _after_failure(self, job: _Job, attempt: int, error: BaseException) -> None:
+        """Back off or give up; called outside the lock, since ``retry_on`` is user code."""
+        retry = attempt < job.max_attempts and self._retryable(error)
         with self._lock:
             if job.phase != _BACKOFF:
                 return  # removed by clear() meanwhile
+            if retry:
+                delay = self._backoff_base * 2 ** (attempt - 1)
+                # An injected sleep is called by the watchdog, so its timer is due at once.
+                start = self._clock()
+                self._add_timer_locked(
+                    start + delay if self._sleep is time.sleep else start, job, delay
+                )
+                return
             self._backing_off -= 1
             result = self._record_locked(job, False, None, error, self._clock())
         _resolve(job.future, result)
 
-    def _backoff(self, job: _Job, delay: float) -> None:
-        """Sleep off the back-off on a helper thread (holding no slot), then re-queue."""
-        try:
-            self._sleep(delay)
-        finally:
-            with self._lock:
-                if job.phase == _BACKOFF:  # else removed by clear() meanwhile
-                    self._backing_off -= 1
-                    job.phase = _QUEUED
-                    heapq.heappush(self._heap, (-job.task.priority, next(self._seq), job))
-                    self._wake_locked(1)
+    def _requeue_locked(self, job: _Job, attempt: int) -> None:
+        """End ``job``'s back-off after ``attempt``, unless clear() removed it meanwhile."""
+        if job.phase == _BACKOFF and job.attempt == attempt:
+            self._backing_off -= 1
+            job.phase = _QUEUED
+            heapq.heappush(self._heap, (-job.task.priority, next(self._seq), job))
+            self._wake_locked(1)
 
-    def _helper_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._helper is None:
-                # Back-offs beyond this many at once queue up: retries start late, never early.
-                self._helper = ThreadPoolExecutor(
-                    max_workers=max(32, 4 * self._max), thread_name_prefix="concurrency-backoff"
-                )
-            return self._helper
+    # ------------------------------------------------------------------ the watchdog's timers
 
-    # ------------------------------------------------------------------ timeouts
-
-    def _add_deadline_locked(self, deadline: float, job: _Job) -> None:
-        entry = (deadline, next(self._seq), job, job.attempt)
-        heapq.heappush(self._deadlines, entry)
+    def _add_timer_locked(self, when: float, job: _Job, backoff: float | None) -> None:
+        if self._stale > 256 and 2 * self._stale > len(self._timers):
+            self._compact_timers_locked()
+        entry: _Timer = (when, next(self._seq), job, job.attempt, backoff)
+        heapq.heappush(self._timers, entry)
         if self._watchdog is None:
             self._watchdog = threading.Thread(
                 target=self._watchdog_loop, name="concurrency-watchdog", daemon=True
             )
             self._watchdog.start()
-        elif self._deadlines[0] is entry:
+        elif self._timers[0] is entry:
             self._watch.notify()
 
-    def _compact_deadlines_locked(self) -> None:
-        self._deadlines = [
-            e for e in self._deadlines if e[2].phase == _RUNNING and e[2].attempt == e[3]
-        ]
-        heapq.heapify(self._deadlines)
+    @staticmethod
+    def _live(entry: _Timer) -> bool:
+        job, attempt, backoff = entry[2], entry[3], entry[4]
+        return job.attempt == attempt and job.phase == (_RUNNING if backoff is None else _BACKOFF)
+
+    def _compact_timers_locked(self) -> None:
+        self._timers = [e for e in self._timers if self._live(e)]
+        heapq.heapify(self._timers)
         self._stale = 0
 
     def _watchdog_loop(self) -> None:
-        """Fail attempts that pass their deadline; sleeps until the earliest one, never polls."""
+        """Fire due timers: fail attempts past their deadline, re-queue tasks whose back-off ended.
+
+        Sleeps until the earliest timer (or a new earlier one), never polls.
+        """
         while True:
             expired: list[tuple[_Job, int]] = []
+            sleeps: list[tuple[_Job, int, float]] = []
             with self._lock:
-                while not expired:
+                while not (expired or sleeps):
                     if self._closed and not self._in_flight:
                         self._watchdog = None
                         return
-                    deadlines = self._deadlines
+                    timers = self._timers
                     now = self._clock()
-                    while deadlines and deadlines[0][0] <= now:
-                        _, _, job, attempt = heapq.heappop(deadlines)
-                        if job.phase == _RUNNING and job.attempt == attempt:
+                    while timers and timers[0][0] <= now:
+                        entry = heapq.heappop(timers)
+                        _, _, job, attempt, backoff = entry
+                        if not self._live(entry):
+                            self._stale = max(0, self._stale - 1)
+                        elif backoff is None:  # the attempt timed out
                             job.phase = _BACKOFF
                             self._backing_off += 1
                             expired.append((job, attempt))
+                        elif self._sleep is time.sleep:
+                            self._requeue_locked(job, attempt)
                         else:
-                            self._stale = max(0, self._stale - 1)
-                    if not expired:
-                        wait = deadlines[0][0] - now if deadlines else None
+                            sleeps.append((job, attempt, backoff))
+                    if not (expired or sleeps):
+                        wait = timers[0][0] - now if timers else None
                         self._watch.wait(None if wait is None else min(wait, threading.TIMEOUT_MAX))
             for job, attempt in expired:
                 error = TaskTimeoutError(
                     f"task {job.task.id!r}: attempt {attempt} hit its timeout of {job.timeout:g} s"
                 )
-                self._helper_pool().submit(self._after_failure, job, attempt, error, on_helper=True)
+                self._after_failure(job, attempt, error)
+            for job, attempt, delay in sleeps:
+                # A broken injected sleep must not stop the watchdog: the back-off just ends.
+                with contextlib.suppress(Exception):
+                    self._sleep(delay)
+                with self._lock:
+                    self._requeue_locked(job, attempt)

@@ -35,7 +35,11 @@ class Limiter(Protocol):
 
 
 class _WaitingLimiter:
-    """Shared lock, clock and wait loop; subclasses say whether a request fits and how long to wait.
+    """Shared lock, clock, validation, ``allow`` and wait loop.
+
+    Subclasses say what a valid request is (``_check_tokens``), the most that can ever fit
+    (``_most_locked``), how long a request must wait (``_wait_locked``) and how to consume it
+    (``_take_locked``).
 
     With the default ``sleep=time.sleep`` waiting is a ``Condition.wait`` with the computed timeout,
     so ``notify_all`` (e.g. from ``set_limit``) wakes waiters early. With an injected ``sleep`` the
@@ -48,19 +52,48 @@ class _WaitingLimiter:
         self._cond = threading.Condition(threading.Lock())
         self._use_condition = sleep is time.sleep
 
-    def _validate_locked(self, tokens: float) -> None:
+    def _check_tokens(self, tokens: float) -> None:
+        """Raise ValueError unless ``tokens`` is a valid request size (independent of state)."""
+        raise NotImplementedError
+
+    def _most_locked(self) -> float:
+        """The most tokens one request can ever get (capacity or limit)."""
+        raise NotImplementedError
+
+    def _wait_locked(self, tokens: float, now: float) -> float:
+        """0.0 if ``tokens`` fit at ``now``, else the positive seconds until they would."""
+        raise NotImplementedError
+
+    def _take_locked(self, tokens: float, now: float) -> None:
+        """Consume ``tokens`` at ``now``; only called right after ``_wait_locked`` returned 0.0."""
         raise NotImplementedError
 
     def _try_locked(self, tokens: float, now: float) -> float:
         """Consume ``tokens`` and return 0.0, or return the positive seconds to wait before retrying."""
-        raise NotImplementedError
+        wait = self._wait_locked(tokens, now)
+        if wait == 0.0:
+            self._take_locked(tokens, now)
+        return wait
+
+    def _check_fits_locked(self, tokens: float) -> None:
+        """Raise ValueError if ``tokens`` can never be acquired, since waiting would never end."""
+        if tokens > self._most_locked():
+            raise ValueError(f"{tokens:g} tokens can never fit {self!r}")
+
+    def _allow(self, tokens: float) -> bool:
+        self._check_tokens(tokens)
+        with self._cond:
+            if tokens > self._most_locked():
+                return False
+            return self._try_locked(tokens, self._clock()) == 0.0
 
     def _wait_loop(self, tokens: float, timeout: float | None) -> float | None:
         """Block until ``tokens`` are acquired; the clock time of acquisition, or None on timeout."""
+        self._check_tokens(tokens)
         deadline: float | None = None
         while True:
             with self._cond:
-                self._validate_locked(tokens)
+                self._check_fits_locked(tokens)  # each time round: set_limit may lower the limit
                 now = self._clock()
                 if deadline is None and timeout is not None:
                     deadline = now + timeout
@@ -154,27 +187,25 @@ class RateLimiter(_WaitingLimiter):
             self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
             self._last = now
 
-    def _validate_locked(self, tokens: float) -> None:
+    def _check_tokens(self, tokens: float) -> None:
         if not tokens > 0:
             raise ValueError(f"tokens must be positive, got {tokens!r}")
-        if tokens > self._capacity:
-            raise ValueError(f"{tokens} tokens can never fit a bucket of {self._capacity:g}")
 
-    def _try_locked(self, tokens: float, now: float) -> float:
+    def _most_locked(self) -> float:
+        return self._capacity
+
+    def _wait_locked(self, tokens: float, now: float) -> float:
         self._refill_locked(now)
         if self._tokens + _EPS >= tokens:
-            self._tokens = max(0.0, self._tokens - tokens)
             return 0.0
         return (tokens - self._tokens) / self._rate
 
+    def _take_locked(self, tokens: float, now: float) -> None:
+        self._tokens = max(0.0, self._tokens - tokens)
+
     def allow(self, tokens: float = 1) -> bool:
         """Consume ``tokens`` and return True if the bucket holds them now, else False (nothing taken)."""
-        if not tokens > 0:
-            raise ValueError(f"tokens must be positive, got {tokens!r}")
-        with self._cond:
-            if tokens > self._capacity:
-                return False
-            return self._try_locked(tokens, self._clock()) == 0.0
+        return self._allow(tokens)
 
     def wait_until_allowed(self, tokens: float = 1, timeout: float | None = None) -> bool:
         """Block (outside the lock) until ``tokens`` are consumed: True, or False once ``timeout`` passes.
@@ -184,13 +215,14 @@ class RateLimiter(_WaitingLimiter):
         return self._wait_loop(tokens, timeout) is not None
 
     def wait_time(self, tokens: float = 1) -> float:
-        """Seconds until ``tokens`` would be available (0 if now); nothing is consumed."""
+        """Seconds until ``tokens`` would be available (0 if now); nothing is consumed.
+
+        ``tokens > capacity`` raises ValueError, as in :meth:`wait_until_allowed`.
+        """
+        self._check_tokens(tokens)
         with self._cond:
-            self._validate_locked(tokens)
-            self._refill_locked(self._clock())
-            if self._tokens + _EPS >= tokens:
-                return 0.0
-            return (tokens - self._tokens) / self._rate
+            self._check_fits_locked(tokens)
+            return self._wait_locked(tokens, self._clock())
 
     def get_tokens(self) -> float:
         """Tokens in the bucket now (after refill)."""
@@ -274,22 +306,25 @@ class SlidingWindowLimiter(_WaitingLimiter):
         while stamps and now - stamps[0] >= window:
             stamps.popleft()
 
-    def _validate_locked(self, tokens: float) -> None:
+    def _check_tokens(self, tokens: float) -> None:
         if not tokens >= 1 or tokens != int(tokens):
             raise ValueError(f"tokens must be a positive integer, got {tokens!r}")
-        if tokens > self._limit:
-            raise ValueError(f"{tokens} acquisitions can never fit a window of {self._limit}")
 
-    def _try_locked(self, tokens: float, now: float) -> float:
+    def _most_locked(self) -> float:
+        return self._limit
+
+    def _wait_locked(self, tokens: float, now: float) -> float:
         self._prune_locked(now)
         stamps = self._stamps
-        n = int(tokens)
-        over = len(stamps) + n - self._limit
+        over = len(stamps) + int(tokens) - self._limit
         if over <= 0:
-            self._append_locked(now, n)
             return 0.0
-        # The ``over`` oldest stamps must leave the window first.
+        # The ``over`` oldest stamps must leave the window first; after pruning each is younger
+        # than ``window``, so this is positive.
         return self._window - (now - stamps[over - 1])
+
+    def _take_locked(self, tokens: float, now: float) -> None:
+        self._append_locked(now, int(tokens))
 
     def _append_locked(self, stamp: float, count: int = 1) -> None:
         stamps = self._stamps
@@ -301,12 +336,7 @@ class SlidingWindowLimiter(_WaitingLimiter):
 
     def allow(self, tokens: int = 1) -> bool:
         """Record ``tokens`` acquisitions and return True if they fit the window now, else False."""
-        if not tokens >= 1 or tokens != int(tokens):
-            raise ValueError(f"tokens must be a positive integer, got {tokens!r}")
-        with self._cond:
-            if tokens > self._limit:
-                return False
-            return self._try_locked(tokens, self._clock()) == 0.0
+        return self._allow(tokens)
 
     def wait_until_allowed(self, tokens: int = 1, timeout: float | None = None) -> bool:
         """Block (outside the lock) until ``tokens`` fit: True, or False once ``timeout`` passes.
@@ -355,14 +385,9 @@ class SlidingWindowLimiter(_WaitingLimiter):
                 self._append_locked(now, excess)
 
     def wait_time(self) -> float:
-        """Seconds until one acquisition would be allowed (0 if now)."""
+        """Seconds until one acquisition would be allowed (0 if now); nothing is recorded."""
         with self._cond:
-            now = self._clock()
-            self._prune_locked(now)
-            over = len(self._stamps) + 1 - self._limit
-            if over <= 0:
-                return 0.0
-            return max(0.0, self._window - (now - self._stamps[over - 1]))
+            return self._wait_locked(1, self._clock())
 
     def in_window(self) -> int:
         """Acquisitions counted in the current window."""
