@@ -454,6 +454,96 @@ def test_structurally_bad_input_raises_and_leaves_db_unchanged(
     assert not db.in_transaction
 
 
+def _with(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``data`` with ``value`` at a dotted path (``formats.0.qty``)."""
+    data = copy.deepcopy(data)
+    *parents, last = path.split(".")
+    target: Any = data
+    for key in parents:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "fragment"),
+    [
+        ("item", "rating", "--5", "items[1].rating (instance 2, release 7)"),
+        ("item", "rating", "²", "items[1].rating (instance 2, release 7)"),
+        ("item", "rating", 3_000_000_000, "items[1].rating (instance 2, release 7)"),
+        ("item", "rating", 2.5, "items[1].rating"),
+        ("item", "rating", True, "items[1].rating"),
+        ("item", "folder_id", 2**63, "items[1].folder_id (instance 2, release 7)"),
+        ("item", "instance_id", 2**64, "items[1].instance_id"),
+        ("item", "basic_information.year", "19x9", "items[1].basic_information.year (release 7)"),
+        ("release", "year", "²", "releases[1].year (release 8)"),
+        ("release", "year", "--1999", "releases[1].year (release 8)"),
+        ("release", "id", 2**63, "releases[1].id"),
+        ("release", "num_for_sale", 2**70, "releases[1].num_for_sale (release 8)"),
+        ("release", "master_id", 2**64, "releases[1].master_id (release 8)"),
+        ("release", "lowest_price", "cheap", "releases[1].lowest_price (release 8)"),
+        ("release", "community", {"have": "lots"}, "releases[1].community.have (release 8)"),
+        ("release", "formats.0.qty", "x", "releases[1].formats[0].qty (release 8)"),
+        ("release", "artists.0.id", 2**64, "releases[1].artists[0].id (release 8)"),
+        ("release", "labels.0.id", "L-20", "releases[1].labels[0].id (release 8)"),
+        ("release", "title", "bad \ud800 text", "releases.title (release_id 8)"),
+    ],
+)
+def test_bad_values_raise_collection_data_error_naming_field_and_id(
+    db: Database, kind: str, path: str, value: Any, fragment: str
+) -> None:
+    load_collection(db, [item(1, 5)], [release(6)], fetched_at=FETCHED)
+    before = snapshot(db)
+    items = [item(9, 9), item(2, 7)]
+    releases = [release(10), release(8)]
+    if kind == "item":
+        items[1] = _with(items[1], path, value)
+    else:
+        releases[1] = _with(releases[1], path, value)
+    with pytest.raises(CollectionDataError) as info:
+        load_collection(db, items, releases, fetched_at=FETCHED)
+    assert fragment in str(info.value)
+    assert snapshot(db) == before
+    assert not db.in_transaction
+    load_collection(db, [item(3, 5)], [], fetched_at=FETCHED)  # still usable
+    assert db.scalar("SELECT count(*) FROM collection_items") == 2
+
+
+def test_numbers_are_normalised_the_same_on_both_engines(tmp_path: Path) -> None:
+    items = [
+        {**item(1, 5), "rating": "4", "folder_id": " 7 "},
+        {**item(2, 6), "rating": 3.0, "folder_id": None},
+        {**item(3, 8), "rating": "", "folder_id": 2**40},
+    ]
+    releases = [
+        release(5, year="1999", lowest_price="12.50", num_for_sale=-1, master_id=0),
+        release(6, year=0.0, lowest_price=float("nan"), community={"have": 2**31 - 1}),
+        release(8, year=" ", lowest_price=7, formats=[{"name": "LP", "qty": 2.0}]),
+    ]
+    snapshots = []
+    for suffix in SUFFIX.values():
+        with Database.connect(tmp_path / f"n{suffix}") as database:
+            create_schema(database)
+            load_collection(database, items, releases, fetched_at=FETCHED)
+            snapshots.append(snapshot(database))
+            assert database.fetchall(
+                "SELECT instance_id, folder_id, rating FROM collection_items ORDER BY 1"
+            ) == [(1, 7, 4), (2, None, 3), (3, 2**40, None)]
+            assert database.fetchall(
+                "SELECT release_id, year, lowest_price, num_for_sale, master_id, community_have "
+                "FROM releases ORDER BY 1"
+            ) == [
+                (5, 1999, 12.5, -1, None, None),
+                (6, None, None, None, None, 2**31 - 1),
+                (8, None, 7.0, None, None, None),
+            ]
+            assert database.scalar("SELECT qty FROM release_formats WHERE release_id = 8") == 2
+    assert snapshots[0] == snapshots[1]
+
+
 def test_missing_optional_fields_become_null(db: Database) -> None:
     load_collection(db, [{"id": 5, "instance_id": 1}], [{"id": 6}], fetched_at=FETCHED)
     assert db.fetchall("SELECT release_id, title, year FROM releases ORDER BY 1") == [

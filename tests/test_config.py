@@ -112,3 +112,42 @@ def test_importing_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("CONCURRENCY_MAX_TASKS", "not-a-number")
     importlib.reload(toolkit.config)  # must not raise: nothing is read at import time
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CACHE_DEFAULT_TTL",
+        "CACHE_CLEANUP_INTERVAL",
+        "CONCURRENCY_TIMEOUT",
+        "SOUNDCLOUD_RATE_LIMIT_REFILL_PERIOD",
+    ],
+)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity", "1e400"])
+def test_durations_must_be_finite(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="finite") as info:
+        Settings.from_env({name: value}, env_file=None)
+    assert info.value.variable == name
+
+
+def test_env_file_inline_comments(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "CONCURRENCY_MAX_TASKS=7 # seven workers\n"
+        "CONCURRENCY_TIMEOUT=2500\t# ms\n"
+        'DISCOGS_USER_AGENT="my agent # v1"  # quoted: the # inside stays\n'
+        "DISCOGS_API_URL=http://127.0.0.1:9999/#no-space-so-kept\n"
+        "DISCOGS_RATE_LIMIT='30' # quoted, then a comment\n"
+        f"DISCOGS_TOKEN={TOKEN}    #   the token\n"
+    )
+    values = read_env_file(env)
+    assert values["CONCURRENCY_MAX_TASKS"] == "7"
+    assert values["DISCOGS_USER_AGENT"] == "my agent # v1"
+    assert values["DISCOGS_API_URL"] == "http://127.0.0.1:9999/#no-space-so-kept"
+    assert values["DISCOGS_TOKEN"] == TOKEN
+    s = Settings.from_env({}, env_file=env)
+    assert s.concurrency_max_tasks == 7
+    assert s.concurrency_timeout == 2.5
+    assert s.discogs_rate_limit == 30
+    assert s.discogs_user_agent == "my agent # v1"
+    assert s.discogs_token == TOKEN

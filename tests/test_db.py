@@ -310,3 +310,91 @@ def test_another_threads_statement_never_joins_an_open_transaction(db: Database)
     for thread in threads:
         thread.join(timeout=30)
     assert db.fetchall("SELECT who FROM log") == [("other",)]
+
+
+# ------------------------------------------------------------------------ lock errors, precisely
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT busy FROM users",
+        'SELECT * FROM "database is locked"',
+        "SELECT name FROM users WHERE status = busy",
+    ],
+)
+def test_an_error_that_merely_mentions_busy_or_locked_is_a_query_error(
+    db: Database, sql: str
+) -> None:
+    with pytest.raises(QueryError) as info:
+        db.fetchall(sql)
+    assert not isinstance(info.value, DatabaseLockedError)
+
+
+# ------------------------------------------------------------------------ df dtypes
+
+
+_DTYPES_SQL = """CREATE TABLE typed (
+    id INTEGER, big BIGINT, maybe INTEGER, price DOUBLE, title VARCHAR, flag BOOLEAN,
+    seen TIMESTAMP, vacant INTEGER)"""
+_DTYPES_ROWS = """INSERT INTO typed VALUES
+    (1, 9007199254740993, NULL, 1.5, 'Björk', true, '2024-05-06 07:08:09', NULL),
+    (2, -3, 1990, NULL, NULL, false, NULL, NULL),
+    (3, 0, 2001, 2.0, 'x', NULL, '1999-12-31 23:59:59.5', NULL)"""
+
+
+def _frames(folder: Path, sql: str) -> dict[str, pd.DataFrame]:
+    """The same data in a fresh file per engine, and ``df(sql)`` of each."""
+    frames = {}
+    for engine, suffix in SUFFIX.items():
+        with Database.connect(folder / f"typed{suffix}") as database:
+            if not database.table_exists("typed"):
+                database.execute(_DTYPES_SQL)
+                database.execute(_DTYPES_ROWS)
+            frames[engine] = database.df(sql)
+    return frames
+
+
+def test_df_gives_equal_frames_and_dtypes_on_both_engines(tmp_path: Path) -> None:
+    frames = _frames(tmp_path, "SELECT * FROM typed ORDER BY id")
+    pd.testing.assert_frame_equal(frames["duckdb"], frames["sqlite"], check_dtype=True)
+    frame = frames["sqlite"]
+    text = pd.Series(["a"]).dtype  # pandas' default string dtype
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        "id": "Int64",
+        "big": "Int64",
+        "maybe": "Int64",
+        "price": "float64",
+        "title": str(text),
+        "flag": "boolean",
+        "seen": "datetime64[us]",
+        "vacant": "object",
+    }
+    assert frame["big"].tolist()[0] == 9007199254740993  # no float round trip
+    assert frame["maybe"].isna().tolist() == [True, False, False]
+    assert frame["flag"].tolist()[:2] == [True, False] and frame["flag"].isna().tolist()[2]
+    assert frame["vacant"].tolist() == [None, None, None]
+
+
+def test_df_of_expressions_and_empty_results_match_across_engines(tmp_path: Path) -> None:
+    frames = _frames(
+        tmp_path,
+        "SELECT count(*) AS n, sum(maybe) AS total, avg(price) AS mean, max(title) AS last "
+        "FROM typed",
+    )
+    pd.testing.assert_frame_equal(frames["duckdb"], frames["sqlite"], check_dtype=True)
+    assert frames["duckdb"].dtypes.astype(str).tolist()[:3] == ["Int64", "Int64", "float64"]
+    empty = _frames(tmp_path, "SELECT id, title, flag FROM typed WHERE id > 99")
+    pd.testing.assert_frame_equal(empty["duckdb"], empty["sqlite"], check_dtype=True)
+    assert list(empty["duckdb"].columns) == ["id", "title", "flag"]
+    assert len(empty["duckdb"]) == 0
+
+
+def test_sqlite_reads_declared_booleans_as_bools_like_duckdb(tmp_path: Path) -> None:
+    for suffix in SUFFIX.values():
+        with Database.connect(tmp_path / f"flags{suffix}") as database:
+            database.execute("CREATE TABLE f (id INTEGER, flag BOOLEAN)")
+            database.execute("INSERT INTO f VALUES (1, true), (2, false), (3, NULL)")
+            rows = database.fetchall("SELECT flag FROM f ORDER BY id")
+            assert rows == [(True,), (False,), (None,)]
+            assert [type(v) for (v,) in rows[:2]] == [bool, bool]

@@ -258,6 +258,34 @@ def test_placeholder_count_must_match_params(condition: str, params: list[Any]) 
         QueryBuilder().where(condition, params)
 
 
+@pytest.mark.parametrize(
+    ("condition", "params"),
+    [
+        ("id = :id", [1]),
+        ("id = $1", [1]),
+        ("id = $id", [1]),
+        ("id = ?1", [1]),
+        ("id = ?2 AND name = ?1", [1, "Ann"]),
+        ("id = @id", [1]),
+        ("id = :id", []),
+    ],
+)
+def test_only_bare_question_mark_placeholders_are_accepted(
+    condition: str, params: list[Any]
+) -> None:
+    with pytest.raises(QueryError, match="only '\\?' placeholders"):
+        QueryBuilder().where(condition, params)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    ["name = ':id $1 ?1 @x'", "CAST(id AS INTEGER) = ?", "id::INTEGER = ?", "a$b = ?"],
+)
+def test_lookalikes_of_other_placeholders_are_not_rejected(condition: str) -> None:
+    marks = 0 if "'" in condition else 1
+    QueryBuilder().from_("t").where(condition, [1] * marks)
+
+
 def test_question_marks_inside_string_literals_are_not_placeholders(db: Database) -> None:
     query = QueryBuilder().from_("users").where("name <> 'who?' AND id = ?", [2])
     assert ids(db, query) == [2]
@@ -375,6 +403,46 @@ def test_search_with_limit(db: Database) -> None:
     assert len(db.fetchall(query)) == 1
 
 
+_MUSIC = [(1, "BJÖRK", 1993), (2, "Sigur Rós", 1999), (3, "ÉDITH Piaf", 1960), (4, "abba", None)]
+
+
+def _music(database: Database) -> Database:
+    database.execute("CREATE TABLE music (id INTEGER, name VARCHAR, year INTEGER)")
+    database.executemany("INSERT INTO music VALUES (?, ?, ?)", _MUSIC)
+    return database
+
+
+@pytest.mark.parametrize(
+    ("column", "term", "expected"),
+    [
+        ("name", "björk", [1]),
+        ("name", "Björk", [1]),
+        ("name", "RÓS", [2]),
+        ("name", "édith", [3]),
+        ("name", "ABBA", [4]),
+        ("year", "99", [1, 2]),
+        ("year", "1960", [3]),
+        ("id", "4", [4]),
+    ],
+)
+def test_search_folds_non_ascii_case_and_matches_numbers_as_text(
+    tmp_path: Path, column: str, term: str, expected: list[int]
+) -> None:
+    found = {}
+    for engine, suffix in SUFFIX.items():
+        with _music(Database.connect(tmp_path / f"music{suffix}")) as database:
+            query = CommonQueries.search("music", column, term)
+            found[engine] = sorted(database.fetchall(query))
+    assert found["duckdb"] == found["sqlite"]
+    assert [row[0] for row in found["duckdb"]] == expected
+
+
+def test_lower_is_unicode_aware_on_both_engines(db: Database) -> None:
+    assert db.scalar("SELECT LOWER('BJÖRK ÉDITH ÆØÅ')") == "björk édith æøå"
+    assert db.scalar("SELECT LOWER(?)", ["ÀÉÎÕÜ"]) == "àéîõü"
+    assert db.scalar("SELECT LOWER(NULL)") is None
+
+
 def test_common_queries_validate_identifiers() -> None:
     with pytest.raises(QueryError):
         CommonQueries.select_where("users", "status = status OR 1", 1)
@@ -486,6 +554,57 @@ class TestTransactionManager:
             tm.transaction(outer)
         assert self.ledger(db) == []
         assert not db.in_transaction
+
+    def test_a_caught_statement_error_makes_the_transaction_rollback_only(
+        self, tm: TransactionManager, db: Database
+    ) -> None:
+        seen: list[str] = []
+
+        def work() -> str:
+            db.execute("INSERT INTO ledger VALUES (1, 10)")
+            with pytest.raises(QueryError):
+                db.execute("INSERT INTO no_such_table VALUES (1)")
+            # Every further statement fails at once, with the reason, on both engines.
+            with pytest.raises(TransactionError, match="roll back") as info:
+                db.execute("INSERT INTO ledger VALUES (2, 20)")
+            seen.append(str(info.value))
+            with pytest.raises(TransactionError):
+                db.fetchall("SELECT * FROM ledger")
+            return "swallowed"
+
+        with pytest.raises(TransactionError, match="rolled back") as end:
+            tm.transaction(work)
+        assert "no_such_table" in seen[0] and "no_such_table" in str(end.value)
+        assert not db.in_transaction
+        assert self.ledger(db) == []
+        # The next transaction starts clean.
+        tm.transaction(lambda: db.execute("INSERT INTO ledger VALUES (3, 30)"))
+        assert self.ledger(db) == [(3, 30)]
+
+    def test_a_caught_error_in_a_nested_block_rolls_back_the_outer_one(
+        self, tm: TransactionManager, db: Database
+    ) -> None:
+        def outer() -> None:
+            db.execute("INSERT INTO ledger VALUES (1, 10)")
+            try:
+                with tm.atomic():
+                    db.execute("INSERT INTO ledger VALUES (1, 11)")  # duplicate key
+            except QueryError:
+                pass
+
+        with pytest.raises(TransactionError, match="rolled back"):
+            tm.transaction(outer)
+        assert self.ledger(db) == []
+
+    def test_batch_after_a_swallowed_error_is_refused(
+        self, tm: TransactionManager, db: Database
+    ) -> None:
+        with pytest.raises(TransactionError), db.transaction():
+            with pytest.raises(QueryError):
+                db.execute("SELEC 1")
+            with pytest.raises(TransactionError, match="roll back"):
+                tm.batch([("INSERT INTO ledger VALUES (?, ?)", [1, 10])])
+        assert self.ledger(db) == []
 
     def test_atomic_context_manager(self, tm: TransactionManager, db: Database) -> None:
         with tm.atomic():

@@ -6,7 +6,9 @@ Python side even where the environment variable is in milliseconds, as the origi
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ DEFAULT_USER_AGENT = "discogs-toolkit/0.1 +https://github.com/discogs-toolkit"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_INLINE_COMMENT = re.compile(r"\s#")
 
 
 def default_data_dir() -> Path:
@@ -34,8 +37,28 @@ def default_data_dir() -> Path:
     return Path.cwd() / "data"
 
 
+def _env_value(raw: str) -> str:
+    """The value part of a ``.env`` line: quotes removed, or an inline `` # comment`` cut off.
+
+    ``KEY="a # b"  # note`` gives ``a # b``; ``KEY=60 # note`` gives ``60``; a ``#`` with no
+    whitespace before it is part of an unquoted value (``KEY=a#b`` gives ``a#b``).
+    """
+    value = raw.strip()
+    if value[:1] in ("'", '"'):
+        end = value.find(value[0], 1)
+        if end != -1:
+            rest = value[end + 1 :].lstrip()
+            if not rest or rest.startswith("#"):
+                return value[1:end]
+    return _INLINE_COMMENT.split(value, maxsplit=1)[0].rstrip()
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file of ``KEY=value`` lines (``#`` comments, optional quotes, ``export``)."""
+    """Parse a ``.env`` file of ``KEY=value`` lines.
+
+    Full-line and inline ``#`` comments (after whitespace, on unquoted values), optional single
+    or double quotes, and an ``export`` prefix are understood.
+    """
     values: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -54,10 +77,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not sep or not key.isidentifier():
             # Never echo the line: it may hold the token.
             raise ConfigError(str(path), f"line {number} is not KEY=value")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key] = value
+        values[key] = _env_value(value)
     return values
 
 
@@ -66,6 +86,8 @@ def _number(name: str, raw: str, kind: Callable[[str], T], *, minimum: float) ->
         value = kind(raw.strip())
     except ValueError:
         raise ConfigError(name, f"expected a number, got {raw!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(name, f"expected a finite number, got {raw!r}")
     if value < minimum:  # type: ignore[operator]
         raise ConfigError(name, f"must be >= {minimum:g}, got {raw!r}")
     return value

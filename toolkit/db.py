@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from datetime import date, datetime
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
@@ -58,28 +59,47 @@ def _preview(sql: str) -> str:
     return flat if len(flat) <= _SQL_PREVIEW else flat[: _SQL_PREVIEW - 1] + "…"
 
 
-def _is_locked_message(message: str) -> bool:
-    lowered = message.lower()
-    return "database is locked" in lowered or "could not set lock" in lowered or "busy" in lowered
+#: sqlite's primary result codes for "another connection holds the lock".
+_SQLITE_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+#: Messages that mean a lock conflict when an engine gives no code (sqlite's own wording for
+#: SQLITE_BUSY / SQLITE_LOCKED, and DuckDB's for a file another process has open).
+_LOCK_MESSAGES = (
+    "database is locked",
+    "database is busy",
+    "database table is locked",
+    "could not set lock on file",
+    "conflicting lock",
+)
 
 
-def _map_error(exc: Exception, engine: Engine, sql: str | None = None) -> DatabaseError:
+def _is_locked(exc: BaseException) -> bool:
+    """True only for a lock conflict: never because a name or value merely contains "busy"."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_LOCK_CODES  # extended codes keep the primary low byte
+    elif isinstance(exc, duckdb.Error) and not isinstance(exc, duckdb.IOException):
+        return False
+    lowered = str(exc).lower()
+    return any(message in lowered for message in _LOCK_MESSAGES)
+
+
+def _map_error(exc: BaseException, engine: Engine, sql: str | None = None) -> DatabaseError:
     """Translate one engine exception into the toolkit hierarchy, keeping the engine's message."""
     message = str(exc).strip() or type(exc).__name__
+    locked = _is_locked(exc)
     if sql is not None:
         message = f"{message} (while running: {_preview(sql)})"
-        if _TX_STATEMENT.match(sql) and not _is_locked_message(str(exc)):
+        if _TX_STATEMENT.match(sql) and not locked:
             return TransactionError(message)
+    if locked:
+        return DatabaseLockedError(message)
     if engine == "sqlite":
-        if isinstance(exc, sqlite3.OperationalError) and _is_locked_message(str(exc)):
-            return DatabaseLockedError(message)
         if type(exc) in (sqlite3.DatabaseError, sqlite3.Error):
             # "file is not a database", "database disk image is malformed": not the query's fault.
             return DatabaseError(message)
         return QueryError(message)
     if isinstance(exc, duckdb.IOException):
-        if _is_locked_message(str(exc)):
-            return DatabaseLockedError(message)
         return DatabaseError(message)
     if isinstance(exc, duckdb.TransactionException):
         return TransactionError(message)
@@ -88,7 +108,109 @@ def _map_error(exc: Exception, engine: Engine, sql: str | None = None) -> Databa
     return QueryError(message)
 
 
-_ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, duckdb.Error)
+#: What a statement can raise: the engines' errors, plus what the drivers raise while binding
+#: or converting values (sqlite3: OverflowError for ints beyond 64 bits, UnicodeEncodeError for
+#: lone surrogates, ValueError from a declared-type converter). All become QueryError.
+_ENGINE_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.Error,
+    duckdb.Error,
+    OverflowError,
+    ValueError,
+)
+
+
+def _sqlite_lower(value: Any) -> Any:
+    """Unicode-aware ``lower()`` for sqlite (its built-in folds ASCII only; DuckDB's is Unicode)."""
+    if type(value) is str:
+        return value.lower()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").lower()
+    return None if value is None else str(value).lower()
+
+
+def _sqlite_bool(raw: bytes) -> Any:
+    """Converter for columns declared BOOLEAN/BOOL: sqlite stores 1/0, read back as True/False."""
+    try:
+        return float(raw) != 0
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _prepare_sqlite(conn: sqlite3.Connection) -> None:
+    """Per-connection functions: sqlite's LOWER made Unicode-aware, like DuckDB's."""
+    conn.create_function("lower", 1, _sqlite_lower, deterministic=True)
+    for name in ("BOOLEAN", "BOOL"):
+        # The converter registry is sqlite3's, process-wide: only fill it, never replace one.
+        if name not in sqlite3.converters:
+            sqlite3.register_converter(name, _sqlite_bool)
+
+
+# ------------------------------------------------------------------ frames (see Database.df)
+
+
+def _empty_column(length: int) -> Any:
+    return pd.array([None] * length, dtype=object)
+
+
+def _sqlite_column(values: list[Any]) -> Any:
+    """One sqlite result column as a pandas array, typed by its values (the rule in ``df``)."""
+    kinds = {type(value) for value in values}
+    kinds.discard(type(None))
+    if not kinds:
+        return _empty_column(len(values))
+    if kinds == {int}:
+        return pd.array(values, dtype="Int64")
+    if kinds <= {int, float}:
+        return pd.Series(values, dtype="float64").array
+    if kinds == {str}:
+        return pd.Series(values).array  # pandas' default string dtype
+    if kinds == {bool}:
+        return pd.array(values, dtype="boolean")
+    if kinds <= {datetime, date}:
+        return pd.Series(pd.to_datetime(values)).astype("datetime64[us]").array
+    return pd.array(values, dtype=object)
+
+
+def _duckdb_column(series: pd.Series, duckdb_type: str) -> Any:
+    """One DuckDB result column, converted to the dtype the ``df`` rule gives it."""
+    if series.isna().all():
+        return _empty_column(len(series))
+    dtype = series.dtype
+    # DuckDB's sum() of integers is a 128-bit HUGEINT, which its pandas conversion turns into
+    # float64; sqlite's sum() is a 64-bit integer. Give both Int64 when the values fit.
+    if (
+        duckdb_type == "HUGEINT"
+        and pd.api.types.is_float_dtype(dtype)
+        and bool((series.dropna().abs() < 2.0**63).all())
+    ):
+        return series.astype("Int64").array
+    if pd.api.types.is_bool_dtype(dtype):
+        return series.astype("boolean").array
+    if pd.api.types.is_integer_dtype(dtype):
+        wide_unsigned = str(dtype).lower() == "uint64"
+        return series.astype("UInt64" if wide_unsigned else "Int64").array
+    if pd.api.types.is_float_dtype(dtype):
+        return series.astype("float64").array
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return series.array
+    if (
+        pd.api.types.is_object_dtype(dtype)
+        and pd.api.types.infer_dtype(series, skipna=True) == "string"
+    ):
+        return pd.Series(series.tolist()).array
+    return series.array
+
+
+def _frame(names: Sequence[str], columns: Sequence[Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(dict(enumerate(columns)))
+    frame.columns = pd.Index(list(names))
+    return frame
+
+
+def _normalise_duckdb_frame(raw: pd.DataFrame, description: Sequence[Any]) -> pd.DataFrame:
+    types = [str(entry[1]) for entry in description]
+    columns = [_duckdb_column(raw.iloc[:, i], types[i]) for i in range(raw.shape[1])]
+    return _frame([str(name) for name in raw.columns], columns)
 
 
 class Database:
@@ -109,6 +231,7 @@ class Database:
         self._lock = threading.RLock()
         self._depth = 0
         self._rollback_only = False
+        self._rollback_reason = ""
         self._closed = False
         # IMMEDIATE takes sqlite's write lock up front, so a busy file fails at BEGIN, not mid-way.
         self._begin_sql = (
@@ -148,23 +271,21 @@ class Database:
             except duckdb.Error as exc:
                 raise cls._open_error(exc, chosen, path) from exc
             return cls(conn, chosen, path, read_only=read_only)
+        options: dict[str, Any] = {
+            "isolation_level": None,
+            "check_same_thread": False,
+            "timeout": timeout,
+            # Declared types pick converters: BOOLEAN columns read back as bools, as on DuckDB.
+            "detect_types": sqlite3.PARSE_DECLTYPES,
+        }
         try:
             if path is None:
-                conn = sqlite3.connect(
-                    ":memory:", isolation_level=None, check_same_thread=False, timeout=timeout
-                )
+                conn = sqlite3.connect(":memory:", **options)
             elif read_only:
-                conn = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                    timeout=timeout,
-                )
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, **options)
             else:
-                conn = sqlite3.connect(
-                    str(path), isolation_level=None, check_same_thread=False, timeout=timeout
-                )
+                conn = sqlite3.connect(str(path), **options)
+            _prepare_sqlite(conn)
             # sqlite opens lazily: touch the file now so a non-database fails here, clearly.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
             if path is not None and not read_only:
@@ -176,7 +297,7 @@ class Database:
         return cls(conn, chosen, path, read_only=read_only)
 
     @staticmethod
-    def _open_error(exc: Exception, engine: Engine, path: Path | None) -> DatabaseError:
+    def _open_error(exc: BaseException, engine: Engine, path: Path | None) -> DatabaseError:
         mapped = _map_error(exc, engine)
         where = str(path) if path is not None else ":memory:"
         if isinstance(mapped, DatabaseLockedError):
@@ -237,15 +358,39 @@ class Database:
         if self._closed:
             raise DatabaseError("the database is closed")
 
+    def _check_usable(self) -> None:
+        """Open, and not inside a transaction that can only roll back (caller holds the lock)."""
+        self._check_open()
+        if self._rollback_only and self._depth > 0:
+            raise TransactionError(
+                f"the transaction can only roll back ({self._rollback_reason}): no further "
+                "statement runs in it, and it is rolled back when the outermost block ends"
+            )
+
+    def _mark_rollback_only(self, reason: str) -> None:
+        if self._depth > 0 and not self._rollback_only:
+            self._rollback_only = True
+            self._rollback_reason = reason
+
+    def _error(self, exc: BaseException, sql: str | None = None) -> DatabaseError:
+        """Map an engine error; inside a transaction, also make that transaction rollback-only.
+
+        DuckDB aborts a transaction on any failed statement while sqlite carries on; marking it
+        here gives both engines DuckDB's rule, so a caught error never commits half of the work.
+        """
+        mapped = _map_error(exc, self.engine, sql)
+        self._mark_rollback_only(f"a statement failed inside it: {mapped}")
+        return mapped
+
     def _run(self, sql: str, params: Sequence[Any]) -> Any:
         """Execute under the lock (caller holds it) and return the engine's cursor/result."""
-        self._check_open()
+        self._check_usable()
         if isinstance(params, Mapping):
             raise QueryError("params must be a sequence matching the '?' placeholders")
         try:
             return self._conn.execute(sql, list(params)) if params else self._conn.execute(sql)
         except _ENGINE_ERRORS as exc:
-            raise _map_error(exc, self.engine, sql) from exc
+            raise self._error(exc, sql) from exc
 
     def execute(self, query: SqlLike, params: Sequence[Any] = ()) -> None:
         """Run one statement for its effect."""
@@ -254,13 +399,18 @@ class Database:
             self._run(sql, values)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row (fast on sqlite; use frames for DuckDB bulk)."""
+        """Run one statement once per parameter row.
+
+        On sqlite this is the set-wise path: one prepared statement stepped in C for every row,
+        without a Python round trip per row (hundreds of thousands of rows/s). DuckDB's
+        ``executemany`` is row by row (under 2,000 rows/s): give it frames via :meth:`temp_table`.
+        """
         with self._lock:
-            self._check_open()
+            self._check_usable()
             try:
                 self._conn.executemany(sql, rows if self.engine == "sqlite" else list(rows))
             except _ENGINE_ERRORS as exc:
-                raise _map_error(exc, self.engine, sql) from exc
+                raise self._error(exc, sql) from exc
 
     def fetchall(self, query: SqlLike, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query and return every row as a tuple."""
@@ -270,7 +420,7 @@ class Database:
             try:
                 return [tuple(row) for row in cursor.fetchall()]
             except _ENGINE_ERRORS as exc:
-                raise _map_error(exc, self.engine, sql) from exc
+                raise self._error(exc, sql) from exc
 
     def fetchone(self, query: SqlLike, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """Run a query and return its first row, or None."""
@@ -280,7 +430,7 @@ class Database:
             try:
                 row = cursor.fetchone()
             except _ENGINE_ERRORS as exc:
-                raise _map_error(exc, self.engine, sql) from exc
+                raise self._error(exc, sql) from exc
             return None if row is None else tuple(row)
 
     def scalar(self, query: SqlLike, params: Sequence[Any] = ()) -> Any:
@@ -289,18 +439,36 @@ class Database:
         return None if row is None else row[0]
 
     def df(self, query: SqlLike, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run a query and return the result as a pandas DataFrame."""
+        """Run a query and return the result as a pandas DataFrame, with the same dtypes on both engines.
+
+        Column dtypes follow one rule on both engines (sqlite knows a value's type, not the
+        column's, so the rule is by value):
+
+        - integers: ``Int64`` (nullable; NULL is ``pd.NA``), whatever their width or NULLs;
+        - floating point: ``float64`` (NULL is NaN);
+        - booleans: ``boolean`` (nullable): DuckDB BOOLEAN, and sqlite columns *declared*
+          BOOLEAN/BOOL (sqlite stores 1/0; an expression such as ``NOT flag`` stays an integer);
+        - text: pandas' default string dtype (``str`` on pandas 3; NULL is NaN);
+        - timestamps and dates: ``datetime64[us]`` (NULL is NaT);
+        - a column with no non-NULL value, so every column of an empty result: ``object``;
+        - anything else (blobs, decimals on sqlite, lists, mixed sqlite columns): ``object``.
+        """
         sql, values = self._resolve(query, params)
         with self._lock:
             cursor = self._run(sql, values)
             try:
                 if self.engine == "duckdb":
-                    frame: pd.DataFrame = cursor.df()
-                    return frame
-                columns = [d[0] for d in cursor.description or ()]
-                return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+                    description = cursor.description or ()
+                    raw: pd.DataFrame = cursor.df()
+                else:
+                    names = [d[0] for d in cursor.description or ()]
+                    rows = cursor.fetchall()
             except _ENGINE_ERRORS as exc:
-                raise _map_error(exc, self.engine, sql) from exc
+                raise self._error(exc, sql) from exc
+        if self.engine == "duckdb":
+            return _normalise_duckdb_frame(raw, description)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        return _frame(names, [_sqlite_column(list(column)) for column in columns])
 
     def table_exists(self, name: str) -> bool:
         """True when a table or view of that name exists in the main schema."""
@@ -339,24 +507,30 @@ class Database:
         """Run the block atomically: commit at the end, roll back and re-raise on any exception.
 
         Nested blocks join the outermost transaction (DuckDB has no savepoints, so both engines
-        behave alike). If an exception escapes a nested block, the whole transaction becomes
-        rollback-only: even if the outer block catches it, the outer exit rolls back and raises
-        :class:`TransactionError` rather than commit half of the work.
+        behave alike). The transaction becomes *rollback-only* when an exception escapes a
+        nested block or when any statement in it fails (even if the error is caught): from then
+        on every statement in it raises :class:`TransactionError` at once, and the outermost
+        block, if it ends without an exception, rolls back and raises :class:`TransactionError`
+        rather than commit half of the work. (DuckDB itself aborts a transaction on a failed
+        statement; sqlite would carry on. This rule makes both behave the same.)
         """
         with self._lock:
             outer = self._depth == 0
             if outer:
                 self._tx(self._begin_sql)
                 self._rollback_only = False
+                self._rollback_reason = ""
             self._depth += 1
             try:
                 yield
-            except BaseException:
+            except BaseException as exc:
+                if not outer:
+                    self._mark_rollback_only(
+                        f"a nested transaction block failed: {type(exc).__name__}: {exc}"
+                    )
                 self._depth -= 1
                 if outer:
                     self._rollback_quietly()
-                else:
-                    self._rollback_only = True
                 raise
             self._depth -= 1
             if not outer:
@@ -364,7 +538,7 @@ class Database:
             if self._rollback_only:
                 self._rollback_quietly()
                 raise TransactionError(
-                    "a nested transaction failed, so the whole transaction was rolled back"
+                    f"the whole transaction was rolled back because {self._rollback_reason}"
                 )
             try:
                 self._tx("COMMIT")
@@ -392,7 +566,7 @@ class Database:
         if not _NAME.fullmatch(name):
             self._fail(f"invalid temporary table name {name!r}")
         with self._lock:
-            self._check_open()
+            self._check_usable()
             if self.engine == "duckdb":
                 yield from self._duckdb_temp(name, data)
             else:
@@ -408,7 +582,7 @@ class Database:
         try:
             self._conn.register(name, data)
         except _ENGINE_ERRORS as exc:
-            raise _map_error(exc, self.engine) from exc
+            raise self._error(exc) from exc
         try:
             yield
         finally:

@@ -34,7 +34,12 @@ _REF_RE = re.compile(_QUALIFIED, re.ASCII)
 _TABLE_RE = re.compile(rf"{_QUALIFIED}{_ALIAS}", re.IGNORECASE | re.ASCII)
 # String literals and quoted identifiers, to count placeholders outside them.
 _QUOTED_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-_DIRECTIONS = {"ASC": "ASC", "DESC": "DESC"}
+#: Placeholder styles other than a bare ``?``: ``?1``, ``:name``, ``@name``, ``$1`` / ``$name``
+#: (``::`` casts and ``$`` inside names such as ``a$b`` are not placeholders).
+_MAYBE_PLACEHOLDER_RE = re.compile(r"[?:@$][0-9A-Za-z_]", re.ASCII)  # cheap pre-check
+_OTHER_PLACEHOLDER_RE = re.compile(
+    r"\?\d|(?<!:):(?!:)[A-Za-z_]|@[A-Za-z_]|(?<![A-Za-z0-9_$])\$[A-Za-z0-9_]", re.ASCII
+)
 _OR_RE = re.compile(r"\bOR\b", re.IGNORECASE)
 #: LIMIT used when only OFFSET is set: sqlite needs a LIMIT and DuckDB rejects ``LIMIT -1``.
 _NO_LIMIT = 9223372036854775807
@@ -47,43 +52,22 @@ class BuiltQuery(NamedTuple):
     params: list[Any]
 
 
-# Validated names and conditions, so the same literals in a hot loop skip the regexes.
-_CACHE_LIMIT = 4096
-_COLUMNS: set[str] = set()
-_REFS: set[str] = set()
-_TABLES: set[str] = set()
-_CONDITIONS: dict[str, tuple[str, int]] = {}
-
-
-def _remember(cache: set[str], value: str) -> str:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache.add(value)
-    return value
-
-
 def _column(column: str) -> str:
-    if type(column) is str and column in _COLUMNS:
-        return column
     if type(column) is not str or not _COLUMN_RE.fullmatch(column):
         raise QueryError(f"invalid column {column!r}: expected a name, t.name, *, or name AS alias")
-    return _remember(_COLUMNS, column)
+    return column
 
 
 def _ref(column: str) -> str:
-    if type(column) is str and column in _REFS:
-        return column
     if type(column) is not str or not _REF_RE.fullmatch(column):
         raise QueryError(f"invalid column {column!r}: expected a name or t.name")
-    return _remember(_REFS, column)
+    return column
 
 
 def _table(table: str) -> str:
-    if type(table) is str and table in _TABLES:
-        return table
     if type(table) is not str or not _TABLE_RE.fullmatch(table):
         raise QueryError(f"invalid table {table!r}: expected a name, schema.name or name AS alias")
-    return _remember(_TABLES, table)
+    return table
 
 
 def _count(n: int, what: str) -> int:
@@ -93,7 +77,10 @@ def _count(n: int, what: str) -> int:
 
 
 def _parse_condition(condition: str) -> tuple[str, int]:
-    """Check a WHERE fragment once: non-empty, one statement; returns (text, '?' count)."""
+    """Check a WHERE fragment: non-empty, one statement, only ``?`` placeholders.
+
+    Returns the text (parenthesised when it has its own OR) and its number of ``?``.
+    """
     if type(condition) is not str or not condition.strip():
         raise QueryError(f"a condition must be non-empty SQL text, got {condition!r}")
     bare = condition
@@ -103,17 +90,18 @@ def _parse_condition(condition: str) -> tuple[str, int]:
             raise QueryError(f"unterminated quote in condition {condition!r}")
     if ";" in bare or "--" in bare or "/*" in bare:
         raise QueryError(f"a condition may not contain ';' or comments: {condition!r}")
-    text = f"({condition})" if _OR_RE.search(bare) else condition
-    if len(_CONDITIONS) >= _CACHE_LIMIT:
-        _CONDITIONS.clear()
-    _CONDITIONS[condition] = parsed = (text, bare.count("?"))
-    return parsed
+    if _MAYBE_PLACEHOLDER_RE.search(bare) and _OTHER_PLACEHOLDER_RE.search(bare):
+        raise QueryError(
+            f"only '?' placeholders are supported (not ?1, :name, @name or $1): {condition!r}"
+        )
+    has_or = "or" in bare.lower() and _OR_RE.search(bare) is not None
+    text = f"({condition})" if has_or else condition
+    return text, bare.count("?")
 
 
 def _condition(condition: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
     """A checked condition (parenthesised when it has its own OR) and its params as a list."""
-    parsed = _CONDITIONS.get(condition) if type(condition) is str else None
-    text, marks = parsed if parsed is not None else _parse_condition(condition)
+    text, marks = _parse_condition(condition)
     kind = type(params)
     if (
         kind is not list
@@ -202,8 +190,8 @@ class QueryBuilder:
 
     def order_by(self, column: str, direction: str = "ASC") -> QueryBuilder:
         """Append an ORDER BY term; direction is ASC or DESC (any case)."""
-        normalized = _DIRECTIONS.get(direction.upper()) if type(direction) is str else None
-        if normalized is None:
+        normalized = direction.upper() if type(direction) is str else None
+        if normalized != "ASC" and normalized != "DESC":
             raise QueryError(f"order direction must be ASC or DESC, got {direction!r}")
         self._order.append(f"{_ref(column)} {normalized}")
         return self
@@ -293,14 +281,23 @@ class CommonQueries:
 
     @staticmethod
     def search(table: str, column: str, term: str, limit: int | None = None) -> QueryBuilder:
-        """Rows whose ``column`` contains ``term``, ignoring (ASCII) case; ``%``/``_`` are literal."""
+        """Rows whose ``column`` contains ``term``, ignoring case; ``%``/``_`` are literal.
+
+        The column is compared as text (``CAST(column AS VARCHAR)``; sqlite reads VARCHAR as
+        TEXT), so numbers match by their digits on both engines (booleans render as
+        ``true``/``false`` on DuckDB but ``1``/``0`` on sqlite). Case folding is Unicode-aware on
+        both: :class:`~toolkit.db.Database` gives sqlite connections a Unicode ``LOWER``.
+        """
         if type(term) is not str:
             raise QueryError(f"search term must be a string, got {term!r}")
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = (
             QueryBuilder()
             .from_(table)
-            .where(f"LOWER({_ref(column)}) LIKE LOWER(?) ESCAPE '\\'", [f"%{escaped}%"])
+            .where(
+                f"LOWER(CAST({_ref(column)} AS VARCHAR)) LIKE LOWER(?) ESCAPE '\\'",
+                [f"%{escaped}%"],
+            )
         )
         if limit is not None:
             query.limit(limit)
