@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 DEMO_RATE_LIMIT ?= 900
 DEMO_LATENCY ?= 0.02
 
+# --simulator on both: the demo never talks to a server configured in DISCOGS_API_URL / .env.
+# toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR).
 demo: $(STAMP)
 	$(BIN)/discogs-toolkit pull --simulator --username demo \
 		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
-	$(BIN)/python -m toolkit.notebook --output reports --simulator-rate-limit $(DEMO_RATE_LIMIT)
-	@echo "database:  data/collection.duckdb   (try: $(BIN)/discogs-toolkit stats)"
-	@echo "notebooks: reports/*.ipynb and reports/*.html, charts: reports/*.png"
-	@echo "open them live with: $(BIN)/jupyter lab notebooks/"
+	$(BIN)/python -m toolkit.notebook --output reports --simulator \
+		--simulator-rate-limit $(DEMO_RATE_LIMIT)
+	@echo "try: $(BIN)/discogs-toolkit stats"
+	@echo "open the notebooks live with: $(BIN)/jupyter lab notebooks/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests

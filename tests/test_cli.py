@@ -15,7 +15,7 @@ import pytest
 from toolkit.cli import main
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.simulator import DiscogsSimulator
-from toolkit.pull import LAST_PULL_FILE, PullReport
+from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport
 
 FAST = 100_000
 TOKEN = "tok-Sup3rSecret-4ab9e1"
@@ -92,6 +92,16 @@ def test_pull_then_stats_query_and_cache(
     assert (env / "collection.duckdb").is_file()
     saved = PullReport.load(env / LAST_PULL_FILE)  # for notebook 01's "last pull" chart
     assert saved.items == 45 and len(saved.timeline) == saved.network_requests > 0
+    assert PullReport.load(env / LAST_NETWORK_PULL_FILE).as_dict() == saved.as_dict()
+
+    # A warm re-pull only lists the pages: it is the latest pull, but the saved network pull
+    # (the one worth charting against the rate limit) stays the cold one.
+    code, _, _ = run(["pull", "--username", "clara", "--no-progress"], capsys)
+    assert code == 0
+    warm = PullReport.load(env / LAST_PULL_FILE)
+    assert warm.release_requests == 0 and warm.network_requests == warm.pages
+    kept = PullReport.load(env / LAST_NETWORK_PULL_FILE)
+    assert kept.as_dict() == saved.as_dict() and kept.release_requests == kept.releases_fetched > 0
 
     code, out, _ = run(["stats"], capsys)
     assert code == 0
@@ -161,11 +171,16 @@ def test_pull_into_sqlite_by_suffix(
 def test_no_configuration_uses_the_builtin_simulator_and_demo_user(tmp_path: Path) -> None:
     env = _clean_environ()
     env["TOOLKIT_DATA_DIR"] = str(tmp_path / "data")
+    # The CLI starts the simulator through toolkit.demo, without the notebook helpers.
+    script = (
+        "import sys; from toolkit.cli import main; code = main(sys.argv[1:]); "
+        "assert 'toolkit.notebook' not in sys.modules; sys.exit(code)"
+    )
     done = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "toolkit",
+            "-c",
+            script,
             "pull",
             "--no-details",
             "--no-progress",
@@ -333,11 +348,76 @@ def test_bad_sql_is_one_line(env: Path, capsys: pytest.CaptureFixture[str], tmp_
     assert_one_line_error(err, "syntax")
 
 
-def test_debug_shows_the_traceback(env: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(where: str, env: Path, tmp_path: Path) -> None:
     from toolkit.errors import DatabaseError
 
+    command = ["stats", "--db", str(tmp_path / "nope.duckdb")]
+    argv = ["--debug", *command] if where == "before" else [*command, "--debug"]
     with pytest.raises(DatabaseError):
-        main(["--debug", "stats", "--db", str(tmp_path / "nope.duckdb")])
+        main(argv)
+
+
+def test_stats_on_a_database_that_is_not_the_toolkits(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import duckdb
+
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    code, _, err = run(["stats", "--db", str(path)], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"{path} is not a discogs-toolkit database", "discogs-toolkit pull")
+
+
+def test_corrupt_http_cache(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    env.mkdir(parents=True)
+    (env / "http_cache.sqlite").write_bytes(b"not a cache at all\n" * 300)
+    code, _, err = run(["pull", "-u", "clara", "--no-progress"], capsys)
+    assert code == 1
+    assert_one_line_error(err, "http_cache.sqlite", "cache clear")
+
+
+def test_data_dir_that_cannot_be_created(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(blocker / "data"))
+    code, _, err = run(["pull", "--no-progress", "--simulator"], capsys)
+    assert code == 1
+    assert_one_line_error(
+        err, f"cannot create the data directory {blocker / 'data'}", f"{blocker} is a file"
+    )
+
+
+def test_db_whose_parent_is_a_file(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    target = blocker / "sub" / "c.duckdb"
+    code, out, err = run(["pull", "--no-progress", "--simulator", "--db", str(target)], capsys)
+    assert code == 1
+    assert_one_line_error(err, f"folder of the database {target}", f"{blocker} is a file, not a")
+    assert "simulator" not in out  # refused before anything was started
+
+
+def test_db_path_that_is_a_folder(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "dir.duckdb"
+    folder.mkdir()
+    code, _, err = run(["stats", "--db", str(folder)], capsys)
+    assert code == 1
+    assert_one_line_error(err, str(folder))
 
 
 @pytest.mark.parametrize(

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from toolkit.discogs.catalogue import Catalogue
+from toolkit.discogs.client import RequestEvent
+from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.explore import CHARTS
-from toolkit.notebook import NOTEBOOK_DIR, NOTEBOOKS, inject_parameters, run_notebooks
+from toolkit.notebook import (
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    chart_pull,
+    inject_parameters,
+    plot_timeline,
+    run_notebooks,
+)
+from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport, save_pull
 
 TOKEN = "tok-NotebookSecret-93c1"
+FAST = 100_000
 
 
 def test_committed_notebooks_start_with_a_parameters_cell_and_have_no_outputs() -> None:
@@ -37,37 +52,48 @@ def test_inject_parameters_goes_right_after_the_parameters_cell() -> None:
     assert "database = '/x/y.duckdb'" in injected.source
 
 
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
+
+
 @pytest.mark.slow
-def test_notebooks_run_against_a_small_simulated_collection(
+def test_notebooks_pull_with_a_token_and_write_it_nowhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("DISCOGS_", "TOOLKIT_")):
-            monkeypatch.delenv(name)
-    data = tmp_path / "data"
-    reports = tmp_path / "reports"
-    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
-    # A token in the environment must not reach any output (the simulator is forced below).
-    monkeypatch.setenv("DISCOGS_TOKEN", TOKEN)
-    written = run_notebooks(
-        reports,
-        {
-            "use_simulator": True,
-            "simulator_items": 60,
-            "simulator_rate_limit": 100_000,
-            "simulator_latency": 0.0,
-            "database": str(tmp_path / "nb.duckdb"),
-        },
-        timeout=300,
-    )
+    """A server that accepts only TOKEN: the notebooks really send it, and no file written has it."""
+    data, reports = tmp_path / "data", tmp_path / "reports"
+    _clean_environment(monkeypatch, data)
+    catalogue = Catalogue(releases=1500, seed=9)
+    catalogue.user("nb-owner", items=60)
+    with DiscogsSimulator(
+        catalogue,
+        tokens={TOKEN: "nb-owner"},
+        rate_limit=FAST,
+        rate_limit_unauthenticated=FAST,
+        latency=0.0,
+        jitter=0.0,
+    ) as server:
+        # The kernels inherit this environment: the real-API path of notebook 01, with a token.
+        monkeypatch.setenv("DISCOGS_API_URL", server.url)
+        monkeypatch.setenv("DISCOGS_TOKEN", TOKEN)
+        monkeypatch.setenv("DISCOGS_RATE_LIMIT", str(FAST))
+        written = run_notebooks(reports, timeout=300)
+        stats = server.stats()
     assert [p.name for p in written] == list(NOTEBOOKS)
+    # username=None on a real server means the token's owner: only an accepted token gives that.
+    assert stats.by_kind.get("identity") == 1 and stats.by_status.get(401) is None
+    assert stats.by_kind.get("release", 0) > 0
 
     pulled = nbformat.read(written[0], as_version=4)
     outputs = [o for c in pulled.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = json.dumps([o for o in outputs if o.output_type != "display_data"])
-    assert "simulator at http://127.0.0.1:" in text
-    assert "items" in text and ">60<" in text  # the PullReport table: 60 items pulled
+    assert f"{server.url} (token set), user 'nb-owner'" in text
+    assert ">60<" in text  # the PullReport table: 60 items pulled
+    assert "this pull (nb-owner)" in text  # a cold pull: its own timeline is charted
 
     explored = nbformat.read(written[1], as_version=4)
     assert not [
@@ -83,6 +109,104 @@ def test_notebooks_run_against_a_small_simulated_collection(
     for path in written:
         assert path.with_suffix(".html").stat().st_size > 10_000
 
-    for path in [*reports.rglob("*"), *data.rglob("*")]:
-        if path.is_file():
-            assert TOKEN.encode() not in path.read_bytes(), path
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    names = {path.name for path in files}
+    assert {"collection.duckdb", "http_cache.sqlite", LAST_PULL_FILE} <= names
+    for path in files:
+        assert TOKEN.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_make_demo_runner_stays_on_the_simulator_and_says_where(tmp_path: Path) -> None:
+    """``python -m toolkit.notebook --simulator`` (make demo) ignores a configured server and token."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
+    }
+    data = tmp_path / "elsewhere"
+    env.update(
+        TOOLKIT_DATA_DIR=str(data),
+        DISCOGS_TOKEN=TOKEN,
+        DISCOGS_API_URL="http://127.0.0.1:9",  # nothing listens there
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit.notebook",
+            "--simulator",
+            "--simulator-rate-limit",
+            "100000",
+            "--notebook",
+            NOTEBOOKS[0],
+            "--no-html",
+            "--output",
+            str(tmp_path / "reports"),
+            "--param",
+            "simulator_items=20",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"database:  {data / 'collection.duckdb'}" in done.stdout
+    assert f"data dir:  {data}" in done.stdout
+    pulled = nbformat.read(tmp_path / "reports" / NOTEBOOKS[0], as_version=4)
+    text = json.dumps([o for c in pulled.cells if c.cell_type == "code" for o in c.outputs])
+    assert "simulator at http://127.0.0.1:" in text and "127.0.0.1:9 " not in text
+    assert (data / "collection.duckdb").is_file() and (data / LAST_NETWORK_PULL_FILE).is_file()
+
+
+def _report(events: tuple[RequestEvent, ...], username: str = "u") -> PullReport:
+    return PullReport(
+        username=username,
+        folder_id=0,
+        items=3,
+        pages=1,
+        pages_failed=0,
+        releases_fetched=0,
+        releases_skipped=3,
+        items_removed=0,
+        network_requests=len(events),
+        cache_hits=0,
+        retries=0,
+        rate_limited=0,
+        failures=0,
+        permanent_failures=0,
+        elapsed_seconds=0.5,
+        rate_bound_seconds=0.0,
+        rate_limit=60,
+        rate_window=60.0,
+        timeline=events,
+    )
+
+
+def test_timeline_chart_of_a_pull_without_requests_warns_nothing(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot_timeline(_report(()), tmp_path / "empty.png")
+    plt.close(fig)
+    assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_chart_pull_falls_back_on_the_last_pull_with_release_requests(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    page = RequestEvent(1.0, 1.1, "/users/u/collection/folders/0/releases", 200)
+    cold = _report((page, RequestEvent(1.1, 1.2, "/releases/7", 200)), "cold")
+    warm = _report((RequestEvent(5.0, 5.1, page.path, 200),), "warm")
+    save_pull(cold, tmp_path)
+    save_pull(warm, tmp_path)  # the latest pull, but it sent no /releases request
+    assert PullReport.load(tmp_path / LAST_PULL_FILE).username == "warm"
+    charted = chart_pull(warm, tmp_path / "out", data_dir=tmp_path)
+    assert charted.username == "cold" and charted.release_requests == 1
+    assert chart_pull(cold, tmp_path / "out", data_dir=tmp_path) is cold
+    assert chart_pull(warm, None, data_dir=tmp_path / "nothing-saved") is warm
+    assert (tmp_path / "out" / "pull-timeline.png").is_file()
+    plt.close("all")

@@ -7,16 +7,28 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack, closing, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from toolkit import __version__
 from toolkit.config import Settings
-from toolkit.errors import DatabaseError, PullError, ToolkitError
-
-if TYPE_CHECKING:
-    from toolkit.db import Database
+from toolkit.errors import PullError, ToolkitError
 
 __all__ = ["build_parser", "main"]
+
+_DEBUG_HELP = "show tracebacks on errors"
+
+
+def _sub_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """A sub-command parser that also takes ``--debug`` (so it works after the sub-command too)."""
+    parser = commands.add_parser(name, help=help, description=description)
+    # SUPPRESS: when absent here, the value given before the sub-command (or False) stays.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pull a Discogs collection, cache it, load it into DuckDB and explore it.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each sub-command is added by one small function below: _add_<name>(commands).
     _add_pull(commands)
@@ -49,16 +61,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = args.handler
         return int(handler(args))
-    except ToolkitError as exc:
+    except (ToolkitError, OSError) as exc:
         if args.debug:
             raise
+        text = _describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         # One line, always: engine messages (SQL parser errors) can span several.
-        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        message = " ".join(line.strip() for line in text.splitlines() if line.strip())
         print(f"discogs-toolkit: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("discogs-toolkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``<strerror>: <file>`` for a file-system error that no command explained itself."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists but is not a folder, if any."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
+def _make_dir(path: Path, failure: str) -> None:
+    """Create ``path`` (and parents) or raise a one-line :class:`PullError`: ``failure: reason``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = _blocking_file(path)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+        else:
+            reason = exc.strerror or str(exc)
+        raise PullError(f"{failure}: {reason}") from None
 
 
 # -- pull, stats, query, cache ------------------------------------------------------------------
@@ -94,7 +131,8 @@ def _add_db_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``pull``: fetch a collection (and release details) into the database."""
-    parser = commands.add_parser(
+    parser = _sub_parser(
+        commands,
         "pull",
         help="pull a Discogs collection into the database",
         description=(
@@ -141,8 +179,11 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``stats``: a summary of what the database holds."""
-    parser = commands.add_parser(
-        "stats", help="summarise the collection database", description="Summarise the database."
+    parser = _sub_parser(
+        commands,
+        "stats",
+        help="summarise the collection database",
+        description="Summarise the database.",
     )
     _add_db_option(parser)
     parser.set_defaults(handler=_run_stats)
@@ -150,8 +191,11 @@ def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``query``: run one SQL statement and print the result."""
-    parser = commands.add_parser(
-        "query", help="run SQL against the database", description="Run SQL against the database."
+    parser = _sub_parser(
+        commands,
+        "query",
+        help="run SQL against the database",
+        description="Run SQL against the database.",
     )
     parser.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM collection"')
     _add_db_option(parser)
@@ -161,7 +205,8 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``cache stats|clear``: inspect or delete the HTTP cache file under the data dir."""
-    parser = commands.add_parser(
+    parser = _sub_parser(
+        commands,
         "cache",
         help="show or clear the HTTP cache",
         description="Show or clear the HTTP cache file (data/http_cache.sqlite).",
@@ -170,19 +215,20 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_run_cache)
 
 
-def _database_path(args: argparse.Namespace, settings: Settings) -> Path:
-    return Path(args.db).expanduser() if args.db else settings.database_path
-
-
 def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.discogs.client import DiscogsClient
-    from toolkit.pull import pull_collection
+    from toolkit.explore import resolve_database
+    from toolkit.pull import pull_collection, save_pull
 
     settings = Settings.from_env()
-    db_path = _database_path(args, settings)
+    db_path = resolve_database(args.db)
+    # Both folders first, so a bad path fails in one line before any server is started or asked.
+    data_dir = settings.data_dir
+    _make_dir(data_dir, f"cannot create the data directory {data_dir} (TOOLKIT_DATA_DIR)")
+    _make_dir(db_path.parent, f"cannot create the folder of the database {db_path}")
     with ExitStack() as stack:
         if args.simulator or not (settings.discogs_api_url_configured or settings.has_token):
-            from toolkit.notebook import start_simulator
+            from toolkit.demo import start_simulator
 
             username = args.username or "demo"
             reason = "--simulator" if args.simulator else "No DISCOGS_TOKEN or DISCOGS_API_URL set"
@@ -205,10 +251,6 @@ def _run_pull(args: argparse.Namespace) -> int:
             username = args.username
             client = DiscogsClient.from_settings(settings)
         stack.enter_context(client)
-        try:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PullError(f"cannot create {db_path.parent}: {exc.strerror}") from None
         report = pull_collection(
             username,
             db_path,
@@ -221,28 +263,17 @@ def _run_pull(args: argparse.Namespace) -> int:
         )
     print(report.as_table())
     print(f"database: {db_path}")
-    from toolkit.pull import LAST_PULL_FILE
-
-    # The saved report is a convenience for notebook 01; the pull itself succeeded regardless.
+    # The saved reports are a convenience for notebook 01; the pull itself succeeded regardless.
     with suppress(OSError):
-        report.save(settings.data_dir / LAST_PULL_FILE)
+        save_pull(report, settings.data_dir)
     return 0
 
 
-def _open_existing(args: argparse.Namespace) -> tuple[Database, Path]:
-    from toolkit.db import Database
-
-    path = _database_path(args, Settings.from_env())
-    if not path.exists():
-        raise DatabaseError(f"no database at {path}; run `discogs-toolkit pull` first")
-    return Database.connect(path), path
-
-
 def _run_stats(args: argparse.Namespace) -> int:
-    from toolkit.explore import collection_summary
+    from toolkit.explore import collection_summary, connect, resolve_database
 
-    db, path = _open_existing(args)
-    with closing(db):
+    path = resolve_database(args.db)
+    with closing(connect(path, require_schema=True)) as db:
         summary = collection_summary(db)
     print(f"database: {path}")
     print(summary.as_text())
@@ -250,8 +281,9 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def _run_query(args: argparse.Namespace) -> int:
-    db, _ = _open_existing(args)
-    with closing(db):
+    from toolkit.explore import connect
+
+    with closing(connect(args.db)) as db:
         frame = db.df(args.sql)
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
@@ -281,7 +313,8 @@ def _run_cache(args: argparse.Namespace) -> int:
 
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``serve``: run the Discogs API simulator on loopback until Ctrl-C."""
-    parser = commands.add_parser(
+    parser = _sub_parser(
+        commands,
         "serve",
         help="run the local Discogs API simulator",
         description="Serve the Discogs API simulator (real shapes, strict rate limit) until Ctrl-C. "
@@ -352,7 +385,8 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``bench``: measure every row of the spec's performance table against baselines."""
-    parser = commands.add_parser(
+    parser = _sub_parser(
+        commands,
         "bench",
         help="run the benchmarks (results.json/csv and PNG charts)",
         description="Measure the spec's performance claims next to baselines measured in the same "

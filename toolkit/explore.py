@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.collection import schema_version
 from toolkit.config import Settings
 from toolkit.db import Database
 from toolkit.errors import DatabaseError
@@ -35,19 +36,38 @@ __all__ = [
     "plot",
     "ratings",
     "recent_additions",
-    "save_all_charts",
+    "resolve_database",
     "styles_by_decade",
     "top_artists",
     "top_labels",
 ]
 
 
-def connect(database: str | Path | None = None, *, read_only: bool = False) -> Database:
-    """Open the collection database (default ``Settings.database_path``); it must exist."""
-    path = Settings.from_env().database_path if database is None else Path(database).expanduser()
+def resolve_database(database: str | Path | None = None) -> Path:
+    """``database`` as a path; None means ``Settings.database_path`` (``$TOOLKIT_DATA_DIR`` honoured)."""
+    if database is None:
+        return Settings.from_env().database_path
+    return Path(database).expanduser()
+
+
+def connect(
+    database: str | Path | None = None, *, read_only: bool = False, require_schema: bool = False
+) -> Database:
+    """Open the collection database (default :func:`resolve_database`); it must exist.
+
+    With ``require_schema`` a database without the toolkit's tables (an unrelated DuckDB or sqlite
+    file) is refused with a :class:`DatabaseError` saying so.
+    """
+    path = resolve_database(database)
     if not path.exists():
         raise DatabaseError(f"no database at {path}; run `discogs-toolkit pull` first")
-    return Database.connect(path, read_only=read_only)
+    db = Database.connect(path, read_only=read_only)
+    if require_schema and not (schema_version(db) > 0 and db.table_exists("collection_items")):
+        db.close()
+        raise DatabaseError(
+            f"{path} is not a discogs-toolkit database; run `discogs-toolkit pull` first"
+        )
+    return db
 
 
 # ---------------------------------------------------------------------------- summary
@@ -330,7 +350,7 @@ def _plot_have_want(frame: pd.DataFrame) -> Figure:
     return fig
 
 
-#: chart name -> (query, plot); :func:`save_all_charts` writes ``<name>.png`` for each.
+#: chart name -> (query, plot); :func:`plot` draws one and saves ``<name>.png``.
 CHARTS: dict[str, tuple[Callable[[Database], pd.DataFrame], Callable[[pd.DataFrame], Figure]]] = {
     "genres_by_decade": (
         genres_by_decade,
@@ -362,18 +382,6 @@ def plot(name: str, frame: pd.DataFrame, output_dir: str | Path | None = None) -
         out.mkdir(parents=True, exist_ok=True)
         fig.savefig(out / f"{name}.png", dpi=100)
     return fig
-
-
-def save_all_charts(db: Database, output_dir: str | Path) -> list[Path]:
-    """Run every canned query and save its chart as ``<output_dir>/<name>.png``."""
-    import matplotlib.pyplot as plt
-
-    written = []
-    for name, (query, _) in CHARTS.items():
-        fig = plot(name, query(db), output_dir)
-        plt.close(fig)
-        written.append(Path(output_dir) / f"{name}.png")
-    return written
 
 
 # ---------------------------------------------------------------------------- HTTP cache file

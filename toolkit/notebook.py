@@ -1,6 +1,7 @@
-"""Helpers the notebooks call: choose the API or the simulator, chart a pull's timeline, run notebooks.
+"""Helpers the notebooks call: choose the API or the simulator, pull, chart a pull's timeline, run notebooks.
 
-``python -m toolkit.notebook --output reports`` executes the notebooks headless (used by ``make demo``).
+``python -m toolkit.notebook --output reports`` executes the notebooks headless (used by ``make demo``,
+with ``--simulator`` so they never leave the simulator) and prints where everything went.
 """
 
 from __future__ import annotations
@@ -8,17 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from toolkit.config import PROJECT_ROOT, Settings
+from toolkit.demo import start_simulator
+from toolkit.explore import resolve_database
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from toolkit.discogs.catalogue import Catalogue
     from toolkit.discogs.client import DiscogsClient
     from toolkit.discogs.simulator import DiscogsSimulator
     from toolkit.pull import PullReport
@@ -26,51 +29,20 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
-    "SIMULATOR_PORT",
     "PullSource",
+    "chart_pull",
     "inject_parameters",
-    "last_cli_pull",
     "main",
     "open_source",
     "plot_timeline",
-    "resolve_database",
     "run_notebook",
     "run_notebooks",
-    "start_simulator",
+    "run_pull",
 ]
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The notebooks ``make demo`` runs, in order (03-benchmarks belongs to the benchmark suite).
 NOTEBOOKS: tuple[str, ...] = ("01-pull-collection.ipynb", "02-explore-collection.ipynb")
-
-
-#: The built-in simulator's preferred port: a stable URL lets a second run reuse the HTTP cache.
-SIMULATOR_PORT = 47391
-
-
-def start_simulator(
-    rate_limit: int = 60,
-    latency: float = 0.05,
-    *,
-    catalogue: Catalogue | None = None,
-    port: int = SIMULATOR_PORT,
-) -> DiscogsSimulator:
-    """Start the built-in simulator on ``port`` (any free port if taken), tokens not required.
-
-    ``rate_limit`` applies with and without a token, so the client's limit is what the demo sets.
-    """
-    from toolkit.discogs.simulator import DiscogsSimulator
-
-    options: dict[str, Any] = {
-        "rate_limit": rate_limit,
-        "rate_limit_unauthenticated": rate_limit,
-        "latency": latency,
-        "jitter": min(0.02, latency / 2),
-    }
-    try:
-        return DiscogsSimulator(catalogue, port=port, **options).start()
-    except OSError:
-        return DiscogsSimulator(catalogue, port=0, **options).start()
 
 
 @dataclass
@@ -143,11 +115,77 @@ def open_source(
     return PullSource(client, username, None, text)
 
 
-def resolve_database(database: str | Path | None = None) -> Path:
-    """``database`` as a path, defaulting to ``Settings.database_path`` (data/collection.duckdb)."""
-    if database is None:
-        return Settings.from_env().database_path
-    return Path(database).expanduser()
+def run_pull(
+    username: str | None = None,
+    database: str | Path | None = None,
+    *,
+    use_simulator: bool | None = None,
+    api_url: str | None = None,
+    simulator_items: int | None = None,
+    simulator_rate_limit: int = 600,
+    simulator_latency: float = 0.0,
+    details: bool = True,
+    concurrency: int | None = None,
+    progress: bool = True,
+) -> PullReport:
+    """Notebook 01's pull: open the source (:func:`open_source`), say where from and to, pull, close.
+
+    The report is saved under the data dir like ``discogs-toolkit pull`` saves it
+    (:func:`toolkit.pull.save_pull`), so :func:`chart_pull` can fall back on the last pull that
+    sent ``/releases`` requests.
+    """
+    from toolkit.pull import pull_collection, save_pull
+
+    settings = Settings.from_env()
+    db_path = resolve_database(database)
+    with open_source(
+        username,
+        use_simulator=use_simulator,
+        api_url=api_url,
+        simulator_items=simulator_items,
+        simulator_rate_limit=simulator_rate_limit,
+        simulator_latency=simulator_latency,
+        settings=settings,
+    ) as source:
+        print(f"source:   {source.description}")
+        print(f"database: {db_path}")
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        report = pull_collection(
+            source.username,
+            db_path,
+            client=source.client,
+            details=details,
+            concurrency=concurrency,
+            progress=progress,
+        )
+    with suppress(OSError):  # the saved copy is a convenience; the pull itself succeeded
+        save_pull(report, settings.data_dir)
+    return report
+
+
+def chart_pull(
+    report: PullReport, output_dir: str | Path | None = None, *, data_dir: str | Path | None = None
+) -> PullReport:
+    """Chart a pull's requests against the rate limit (``pull-timeline.png`` in ``output_dir``).
+
+    ``report`` is charted when it sent ``/releases`` requests; a warm re-pull sends none (it only
+    lists the pages), so then the last pull that did is charted instead, as saved in
+    ``last_network_pull.json`` under ``data_dir`` (default: the settings' data dir), e.g.
+    ``make demo``'s cold pull. Prints which pull it is; returns it.
+    """
+    from toolkit.pull import LAST_NETWORK_PULL_FILE, load_saved_pull
+
+    charted = report
+    if not report.release_requests:
+        charted = load_saved_pull(data_dir, LAST_NETWORK_PULL_FILE) or report
+    which = "this pull" if charted is report else "last pull with /releases requests"
+    print(
+        f"{which} ({charted.username}): {charted.network_requests} requests in "
+        f"{charted.elapsed_seconds:.1f} s, rate bound {charted.rate_bound_seconds:.1f} s, "
+        f"{charted.rate_limited} answered 429"
+    )
+    plot_timeline(charted, None if output_dir is None else Path(output_dir) / "pull-timeline.png")
+    return charted
 
 
 def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
@@ -201,27 +239,14 @@ def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
         f"{report.network_requests} requests in {report.elapsed_seconds:.1f} s "
         f"(rate bound {report.rate_bound_seconds:.0f} s)"
     )
-    ax.legend(loc="upper left")
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when no request was made
+        ax.legend(loc="upper left")
     fig.tight_layout()
     if path is not None:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     return fig
-
-
-def last_cli_pull(data_dir: str | Path | None = None) -> PullReport | None:
-    """The report ``discogs-toolkit pull`` saved last (e.g. ``make demo``'s cold pull), or None."""
-    from toolkit.pull import LAST_PULL_FILE, PullReport
-
-    folder = Settings.from_env().data_dir if data_dir is None else Path(data_dir)
-    path = folder / LAST_PULL_FILE
-    if not path.is_file():
-        return None
-    try:
-        return PullReport.load(path)
-    except (ValueError, TypeError, KeyError):
-        return None
 
 
 def inject_parameters(notebook: Any, parameters: Mapping[str, Any]) -> None:
@@ -334,12 +359,17 @@ def _declared_parameters(notebook: Any) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m toolkit.notebook``: execute the notebooks into an output folder."""
+    """``python -m toolkit.notebook``: execute the notebooks into an output folder, say where."""
     parser = argparse.ArgumentParser(
         prog="python -m toolkit.notebook", description="Execute the notebooks headless."
     )
     parser.add_argument("--output", default=str(PROJECT_ROOT / "reports"), help="output folder")
     parser.add_argument("--notebook", action="append", help="notebook file name (repeatable)")
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="pull from the built-in simulator even when DISCOGS_TOKEN / DISCOGS_API_URL are set",
+    )
     parser.add_argument("--simulator-rate-limit", type=int, default=None)
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=JSON", help="extra parameter"
@@ -347,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-html", dest="html", action="store_false")
     args = parser.parse_args(argv)
     parameters: dict[str, Any] = {}
+    if args.simulator:
+        parameters["use_simulator"] = True
     if args.simulator_rate_limit is not None:
         parameters["simulator_rate_limit"] = args.simulator_rate_limit
     for item in args.param:
@@ -356,11 +388,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             parameters[name] = raw
     names = tuple(args.notebook) if args.notebook else NOTEBOOKS
-    for written in run_notebooks(args.output, parameters, notebooks=names, html=args.html):
-        print(
-            f"executed {written}"
-            + (f" (+ {written.with_suffix('.html').name})" if args.html else "")
-        )
+    written = run_notebooks(args.output, parameters, notebooks=names, html=args.html)
+    for path in written:
+        print(f"executed {path}" + (f" (+ {path.with_suffix('.html').name})" if args.html else ""))
+    database = parameters.get("database")
+    out = Path(args.output).resolve()
+    print(f"database:  {resolve_database(database if isinstance(database, str) else None)}")
+    print(f"data dir:  {Settings.from_env().data_dir}  (HTTP cache, saved pull reports)")
+    print(f"notebooks: {out}/*.ipynb" + (" and *.html" if args.html else ""))
+    print(f"charts:    {out}/*.png")
     return 0
 
 

@@ -1,6 +1,13 @@
 """Pull a Discogs collection into the database: pages in parallel batches, release details by priority.
 
 Resumable and idempotent: the database knows what it has, failures are recorded and retried next time.
+
+Every pull lists the collection from the network (``refresh=True``: neither the in-memory nor the
+HTTP cache answers a collection page), so a listing is never a mix of stale and fresh pages and a
+removal is seen at once. Release details go through both caches. After Ctrl-C or ``kill -9`` the
+next pull therefore re-lists the pages (a few requests) but refetches no release it already stored
+(the database) or received (the HTTP cache); only requests in flight at the interruption are sent
+again.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, as_completed
+from concurrent.futures import CancelledError, Future, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -19,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.batch import BatchProcessor
 from toolkit.collection import (
+    CollectionDataError,
     clear_failures,
     create_schema,
     known_release_ids,
@@ -38,6 +46,7 @@ from toolkit.errors import (
     DiscogsUnavailableError,
     PullError,
     TaskTimeoutError,
+    ToolkitError,
 )
 
 if TYPE_CHECKING:
@@ -45,10 +54,24 @@ if TYPE_CHECKING:
 
     from toolkit.discogs.client import DiscogsClient, RequestEvent
 
-__all__ = ["LAST_PULL_FILE", "PullReport", "pull_collection", "rate_bound_seconds"]
+__all__ = [
+    "LAST_NETWORK_PULL_FILE",
+    "LAST_PULL_FILE",
+    "PullReport",
+    "load_saved_pull",
+    "pull_collection",
+    "rate_bound_seconds",
+    "save_pull",
+]
 
-#: Where ``discogs-toolkit pull`` saves its report (under the data dir) for notebook 01 to chart.
+#: The latest pull's report, saved under the data dir by the CLI and notebook 01.
 LAST_PULL_FILE = "last_pull.json"
+#: The latest pull that sent ``/releases`` requests (e.g. ``make demo``'s cold pull): a warm re-pull
+#: never overwrites it, so notebook 01 can still chart a pull against the rate limit.
+LAST_NETWORK_PULL_FILE = "last_network_pull.json"
+
+#: Collection pages per BatchProcessor batch (each page is written as soon as it arrives).
+PAGES_PER_BATCH = 4
 
 #: Errors worth another attempt by the ConcurrencyManager after the client's own retries gave up.
 RETRYABLE: tuple[type[BaseException], ...] = (
@@ -107,6 +130,11 @@ class PullReport:
     def complete(self) -> bool:
         """True when every page was listed (so removed items were synced) and nothing failed."""
         return self.pages_failed == 0 and self.failures == 0
+
+    @property
+    def release_requests(self) -> int:
+        """``/releases/{id}`` requests sent over the network (from the timeline)."""
+        return sum(1 for event in self.timeline if event.path.startswith("/releases/"))
 
     def as_dict(self) -> dict[str, Any]:
         """Every field except the timeline, for JSON or a table."""
@@ -171,6 +199,31 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def save_pull(report: PullReport, data_dir: str | Path) -> list[Path]:
+    """Save ``report`` as :data:`LAST_PULL_FILE` under ``data_dir``, and as
+    :data:`LAST_NETWORK_PULL_FILE` too when it sent ``/releases`` requests. Returns the files written.
+    """
+    folder = Path(data_dir)
+    written = [report.save(folder / LAST_PULL_FILE)]
+    if report.release_requests:
+        written.append(report.save(folder / LAST_NETWORK_PULL_FILE))
+    return written
+
+
+def load_saved_pull(
+    data_dir: str | Path | None = None, name: str = LAST_PULL_FILE
+) -> PullReport | None:
+    """A report saved by :func:`save_pull` (default data dir: ``Settings``), or None if absent/unreadable."""
+    folder = Settings.from_env().data_dir if data_dir is None else Path(data_dir)
+    path = folder / name
+    if not path.is_file():
+        return None
+    try:
+        return PullReport.load(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 @contextmanager
 def _progress(total: int, desc: str, unit: str, enabled: bool) -> Iterator[Any]:
     from tqdm.auto import tqdm
@@ -188,23 +241,65 @@ def _stats_dict(client: DiscogsClient) -> dict[str, float]:
 
 
 class _Writer:
-    """Serialises writes to the database: one transaction per call, never interleaved."""
+    """Serialises writes to the database: one transaction per call, never interleaved.
+
+    A batch the loader rejects (:class:`CollectionDataError`: a malformed answer) is written again
+    one record at a time, so one bad record never costs the others.
+    """
 
     def __init__(self, db: Database, username: str) -> None:
         self.db = db
         self.username = username
         self.lock = threading.Lock()
 
-    def items(self, items: Sequence[Mapping[str, Any]]) -> None:
+    def items(self, items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Write collection items; returns those written (all of them unless some are malformed)."""
         with self.lock:
-            load_collection(self.db, list(items), [], username=self.username)
+            try:
+                load_collection(self.db, list(items), [], username=self.username)
+                return list(items)
+            except CollectionDataError:
+                pass
+            written = []
+            for item in items:
+                try:
+                    load_collection(self.db, [item], [], username=self.username)
+                except CollectionDataError:
+                    continue
+                written.append(item)
+            return written
 
-    def releases(self, releases: Sequence[Mapping[str, Any]]) -> None:
-        if not releases:
-            return
-        with self.lock, self.db.transaction():
-            load_collection(self.db, [], list(releases), fetched_at=_now(), username=self.username)
-            clear_failures(self.db, [int(r["id"]) for r in releases])
+    def releases(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> tuple[int, int]:
+        """Write ``(release_id, body)`` pairs; returns (written, malformed).
+
+        A malformed body is recorded in ``pull_failures`` as not permanent (the next answer may be
+        fine), so the next pull asks again.
+        """
+        if not batch:
+            return 0, 0
+        with self.lock:
+            try:
+                self._write_releases(batch)
+                return len(batch), 0
+            except CollectionDataError:
+                pass
+            written = bad = 0
+            for rid, body in batch:
+                try:
+                    self._write_releases([(rid, body)])
+                except CollectionDataError as exc:
+                    record_failure(self.db, rid, _describe(exc), False)
+                    bad += 1
+                else:
+                    written += 1
+            return written, bad
+
+    def _write_releases(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        with self.db.transaction():
+            load_collection(
+                self.db, [], [body for _, body in batch], fetched_at=_now(), username=self.username
+            )
+            clear_failures(self.db, [rid for rid, _ in batch])
 
     def failure(self, release_id: int, error: str, permanent: bool) -> None:
         with self.lock:
@@ -230,6 +325,7 @@ def pull_collection(
     folder_id: int = 0,
     details: bool = True,
     concurrency: int | None = None,
+    retries: int | None = None,
     progress: bool = True,
     per_page: int = 100,
     max_age: float | None = None,
@@ -237,28 +333,38 @@ def pull_collection(
 ) -> PullReport:
     """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
 
-    Pages after the first are fetched in parallel batches; items are written as each page lands.
-    With ``details`` every release not yet stored (or stored more than ``max_age`` seconds ago;
-    ``None`` = never stale) is fetched through a ConcurrencyManager, rated items first, and written
-    in transactions of ``batch_size``. Items gone from the collection are removed only after every
-    page was listed. Single failures are recorded in ``pull_failures`` (404 as permanent) and never
-    abort the pull; errors before any item is listed (auth, unknown user, server down) are raised.
+    Page 1 gives the page count; the other pages are fetched from the network (never a cache) in
+    BatchProcessor batches of a few pages, ``concurrency`` batches at once, and each page's items
+    are written as soon as it arrives. With ``details`` every release not yet stored (or stored
+    more than ``max_age`` seconds ago; ``None`` = never stale) is fetched through a
+    ConcurrencyManager (``concurrency`` at once, ``retries`` more attempts after the client's own),
+    rated items first, and written in transactions of ``batch_size``. ``concurrency`` and
+    ``retries`` default to ``Settings.from_env()``'s ``concurrency_max_tasks`` and
+    ``concurrency_retries``. Items gone from the collection are removed only after every page was
+    listed. Single failures (a release that keeps failing, a malformed answer) are recorded in
+    ``pull_failures`` (a 404 as permanent) and never abort the pull; errors before any item is
+    listed (auth, unknown user, server down) are raised.
+
+    Interrupted (Ctrl-C) it writes every release already received before re-raising; after a
+    ``kill -9`` the next pull re-lists the pages but refetches no release stored or cached.
     """
     settings: Settings | None = None
-    if client is None or concurrency is None:
-        settings = getattr(client, "settings", None) or Settings.from_env()
-    own_client = client is None
-    if client is None:
-        from toolkit.discogs.client import DiscogsClient
-
-        assert settings is not None
-        client = DiscogsClient.from_settings(settings)
-    workers = concurrency or (settings.concurrency_max_tasks if settings else 5)
+    if client is None or concurrency is None or retries is None:
+        settings = Settings.from_env()
+    workers = concurrency if concurrency is not None else _require(settings).concurrency_max_tasks
     if workers < 1:
         raise PullError(f"concurrency must be >= 1, got {workers}")
+    attempts = retries if retries is not None else _require(settings).concurrency_retries
+    if attempts < 0:
+        raise PullError(f"retries must be >= 0, got {attempts}")
     own_db = not isinstance(db, Database)
     database = db if isinstance(db, Database) else Database.connect(db)
+    own_client = client is None
     try:
+        if client is None:
+            from toolkit.discogs.client import DiscogsClient
+
+            client = DiscogsClient.from_settings(_require(settings))
         return _pull(
             username,
             database,
@@ -270,13 +376,18 @@ def pull_collection(
             per_page=per_page,
             max_age=max_age,
             batch_size=max(1, batch_size),
-            retries=settings.concurrency_retries if settings else 2,
+            retries=attempts,
         )
     finally:
         if own_db:
             database.close()
-        if own_client:
+        if own_client and client is not None:
             client.close()
+
+
+def _require(settings: Settings | None) -> Settings:
+    assert settings is not None
+    return settings
 
 
 def _pull(
@@ -300,7 +411,9 @@ def _pull(
 
     # 1. Page 1 tells how many pages there are; errors here mean the pull cannot run at all.
     try:
-        first = client.get_collection_page(username, folder_id=folder_id, page=1, per_page=per_page)
+        first = client.get_collection_page(
+            username, folder_id=folder_id, page=1, per_page=per_page, refresh=True
+        )
     except DiscogsNotFoundError as exc:
         what = f"user {username!r}" if folder_id == 0 else f"folder {folder_id} of {username!r}"
         raise DiscogsNotFoundError(
@@ -310,36 +423,43 @@ def _pull(
     seen: dict[int, Mapping[str, Any]] = {}  # instance_id -> item
     seen_lock = threading.Lock()
 
-    def land(page_items: Sequence[Mapping[str, Any]]) -> None:
-        writer.items(page_items)
+    def land(page_items: Sequence[Mapping[str, Any]]) -> bool:
+        """Write a page's items; False when some were malformed (the listing is incomplete)."""
+        written = writer.items(page_items)
         with seen_lock:
-            for item in page_items:
+            for item in written:
                 seen[int(item["instance_id"])] = item
+        return len(written) == len(page_items)
 
-    pages_failed = 0
     with _progress(pages, "pages", "page", progress) as bar:
-        land(first["releases"])
-        bar.update(1)
 
-        def fetch_pages(batch: list[int]) -> list[int]:
-            done = []
+        def fetch_pages(batch: list[int]) -> list[bool]:
+            """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
+            listed = []
             for page in batch:
-                data = client.get_collection_page(
-                    username, folder_id=folder_id, page=page, per_page=per_page
-                )
-                land(data["releases"])
+                try:
+                    data = client.get_collection_page(
+                        username, folder_id=folder_id, page=page, per_page=per_page, refresh=True
+                    )
+                    ok = land(data["releases"])
+                except ToolkitError:  # a page that failed after the client's retries
+                    ok = False
+                listed.append(ok)
                 bar.update(1)
-                done.append(page)
-            return done
+            return listed
 
+        listed = [land(first["releases"])]
+        bar.update(1)
         rest = list(range(2, pages + 1))
         if rest:
+            size = max(1, min(PAGES_PER_BATCH, math.ceil(len(rest) / workers)))
             try:
-                BatchProcessor.process_parallel_batches(
-                    rest, batch_size=1, concurrency=workers, handler=fetch_pages
+                listed += BatchProcessor.process_parallel_batches(
+                    rest, batch_size=size, concurrency=workers, handler=fetch_pages
                 )
-            except BatchError as exc:
-                pages_failed = len(exc.failed)
+            except BatchError as exc:  # not a Discogs/database error: a bug, so surface it
+                raise exc.failed[min(exc.failed)] from exc
+    pages_failed = listed.count(False)
 
     # 3. Sync: only a complete listing may remove items.
     removed = 0
@@ -403,44 +523,66 @@ def _fetch_releases(
     batch_size: int,
     progress: bool,
 ) -> tuple[int, int, int]:
-    """Fetch ``wanted`` releases by priority; write successes in batches, record failures."""
+    """Fetch ``wanted`` releases by priority; write successes in batches, record failures.
+
+    Returns (written, failed, permanently failed). On Ctrl-C or any other exception every answer
+    already received is written (even those not yet collected here), queued requests are dropped,
+    and the exception propagates.
+    """
     if not wanted:
         return 0, 0, 0
     fetched = failed = permanent = 0
-    buffer: list[Mapping[str, Any]] = []
+    buffer: list[tuple[int, Mapping[str, Any]]] = []
 
     def make(rid: int) -> Callable[[], Mapping[str, Any]]:
         return lambda: client.get_release(rid)
 
+    def flush() -> None:
+        nonlocal buffer, fetched, failed
+        written, bad = writer.releases(buffer)
+        buffer = []
+        fetched += written
+        failed += bad
+
+    def settle(rid: int, result: TaskResult[Mapping[str, Any]]) -> None:
+        nonlocal failed, permanent
+        if result.success and result.result is not None:
+            body = result.result
+            if body.get("id") != rid:  # merged into another release: keep it under the id asked
+                body = {**body, "id": rid}
+            buffer.append((rid, body))
+            if len(buffer) >= batch_size:
+                flush()
+        elif not isinstance(result.error, CancelledError):  # dropped by close(), not failed
+            is_permanent = isinstance(result.error, DiscogsNotFoundError)
+            writer.failure(rid, _describe(result.error), is_permanent)
+            failed += 1
+            permanent += int(is_permanent)
+
+    # No per-attempt timeout: an attempt may legitimately wait on the rate limiter for minutes,
+    # and the client bounds each request with its own connect/read timeouts.
     manager = ConcurrencyManager(
         max_concurrent=workers, retries=retries, timeout=None, retry_on=_retryable
     )
+    futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {}
+    settled: set[Future[TaskResult[Mapping[str, Any]]]] = set()
     clean = False
     with _progress(len(wanted), "releases", "release", progress) as bar:
         try:
-            futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {
-                manager.enqueue(Task(id=str(rid), execute=make(rid), priority=priority[rid])): rid
-                for rid in wanted
-            }
+            for rid in wanted:
+                task = Task(id=str(rid), execute=make(rid), priority=priority[rid])
+                futures[manager.enqueue(task)] = rid
             for future in as_completed(futures):
-                rid = futures[future]
-                result = future.result()
-                if result.success and result.result is not None:
-                    buffer.append(result.result)
-                    if len(buffer) >= batch_size:
-                        writer.releases(buffer)
-                        fetched += len(buffer)
-                        buffer = []
-                else:
-                    is_permanent = isinstance(result.error, DiscogsNotFoundError)
-                    writer.failure(rid, _describe(result.error), is_permanent)
-                    failed += 1
-                    permanent += int(is_permanent)
+                settled.add(future)
+                settle(futures[future], future.result())
                 bar.update(1)
             clean = True
         finally:
-            # On Ctrl-C or a crash keep what already arrived, and drop what has not started.
+            # On Ctrl-C or a crash keep every answer that arrived, and drop what has not started.
             manager.close(wait=clean, cancel_pending=not clean)
-            writer.releases(buffer)
-            fetched += len(buffer)
+            if not clean:
+                for future, rid in futures.items():
+                    if future not in settled and future.done() and not future.cancelled():
+                        settle(rid, future.result())
+            flush()
     return fetched, failed, permanent
