@@ -10,16 +10,21 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from toolkit.config import Settings
 from toolkit.discogs.catalogue import Catalogue
-from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
+from toolkit.discogs.client import (
+    DEFAULT_MEMORY_ENTRIES,
+    ClientStats,
+    DiscogsClient,
+    RequestEvent,
+)
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.errors import (
     DiscogsAuthError,
@@ -28,6 +33,7 @@ from toolkit.errors import (
     DiscogsRateLimitError,
     DiscogsResponseError,
     DiscogsUnavailableError,
+    HTTPCacheError,
 )
 from toolkit.ratelimit import SlidingWindowLimiter
 
@@ -37,6 +43,11 @@ OTHER_TOKEN = "tok-BRAVO-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
 
 def no_sleep(seconds: float) -> None:
     """Back-off sleeps in tests: none (the limiter keeps real time)."""
+
+
+def rel(rid: int) -> dict[str, Any]:
+    """The smallest body get_release accepts."""
+    return {"id": rid, "title": f"Release {rid}"}
 
 
 # --------------------------------------------------------------------------- scripted server
@@ -150,9 +161,9 @@ def test_construction_defaults_from_settings(tmp_path: Path) -> None:
 
 
 def test_headers_sent_and_token_never_in_url(scripted: ScriptedServer, tmp_path: Path) -> None:
-    scripted.script("/releases/1", Reply(body={"id": 1}))
+    scripted.script("/releases/1", Reply(body=rel(1)))
     with make_client(scripted.url, tmp_path / "c.sqlite", user_agent="ua-test/1.0") as client:
-        assert client.get_release(1) == {"id": 1}
+        assert client.get_release(1) == rel(1)
     path, headers = scripted.log[0]
     assert TOKEN not in path
     assert headers["Authorization"] == f"Discogs token={TOKEN}"
@@ -189,24 +200,24 @@ def test_error_responses_are_not_cached(scripted: ScriptedServer, tmp_path: Path
     scripted.script(
         "/releases/7",
         Reply(503, {"message": "Down for maintenance."}),
-        Reply(body={"id": 7}),
+        Reply(body=rel(7)),
     )
     with make_client(scripted.url, tmp_path / "c.sqlite", max_retries=0) as client:
         with pytest.raises(DiscogsUnavailableError) as info:
             client.get_release(7)
         assert info.value.status == 503
         assert "Discogs says: Down for maintenance." in str(info.value)
-        assert client.get_release(7) == {"id": 7}
+        assert client.get_release(7) == rel(7)
     assert scripted.hits("/releases/7") == 2
 
 
 def test_5xx_retried_with_backoff(scripted: ScriptedServer, tmp_path: Path) -> None:
-    scripted.script("/releases/8", Reply(500), Reply(502), Reply(body={"id": 8}))
+    scripted.script("/releases/8", Reply(500), Reply(502), Reply(body=rel(8)))
     sleeps: list[float] = []
     with make_client(
         scripted.url, tmp_path / "c.sqlite", sleep=sleeps.append, backoff_base=0.5
     ) as client:
-        assert client.get_release(8) == {"id": 8}
+        assert client.get_release(8) == rel(8)
         assert client.stats().retries == 2
         assert client.stats().network_requests == 3
         assert [e.status for e in client.timeline()] == [500, 502, 200]
@@ -268,8 +279,8 @@ def test_malformed_json_maps_to_response_error(scripted: ScriptedServer, tmp_pat
         assert str(scripted.url) in str(info.value)
         # A truncated body is retried like a transient fault, and never cached.
         assert scripted.hits("/releases/3") == 3
-        scripted.script("/releases/3", Reply(body={"id": 3}))
-        assert client.get_release(3) == {"id": 3}
+        scripted.script("/releases/3", Reply(body=rel(3)))
+        assert client.get_release(3) == rel(3)
 
 
 def test_missing_pagination_maps_to_response_error(
@@ -302,7 +313,7 @@ def test_429_honours_retry_after_and_learns_headers(
         "/releases/4",
         Reply(429, {"message": "slow down"}, {"Retry-After": "0.25", "X-Discogs-Ratelimit": "40"}),
         Reply(
-            body={"id": 4},
+            body=rel(4),
             headers={"X-Discogs-Ratelimit": "40", "X-Discogs-Ratelimit-Remaining": "5"},
         ),
     )
@@ -311,7 +322,7 @@ def test_429_honours_retry_after_and_learns_headers(
     with make_client(
         scripted.url, tmp_path / "c.sqlite", limiter=limiter, sleep=sleeps.append
     ) as client:
-        assert client.get_release(4) == {"id": 4}
+        assert client.get_release(4) == rel(4)
         stats = client.stats()
     assert sleeps == [0.25]
     assert stats.rate_limited == 1 and stats.retries == 0
@@ -336,37 +347,96 @@ def test_429_without_retry_after_waits_for_window_then_gives_up(
     assert "429" in str(info.value) and "too quickly" in str(info.value)
 
 
-def test_stale_cache_served_when_server_fails(scripted: ScriptedServer, tmp_path: Path) -> None:
-    scripted.script("/releases/2", Reply(body={"id": 2}), Reply(500))
-    cache = tmp_path / "c.sqlite"
-    settings = Settings(data_dir=tmp_path, cache_default_ttl=0.5)
-    with DiscogsClient(
-        TOKEN, base_url=scripted.url, cache_path=cache, settings=settings, sleep=no_sleep
-    ) as client:
-        assert client.get_release(2) == {"id": 2}
-        # requests-cache dates expiry by the wall clock: poll (bounded) until the entry is stale.
-        deadline = time.monotonic() + 10
-        while not _expired(client, "/releases/2") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        client.clear_memory_cache()
-        assert client.get_release(2) == {"id": 2}
-        first, second = client.timeline()
-    assert (first.status, first.from_cache) == (200, False)
-    assert (second.status, second.from_cache) == (500, True)
-    assert scripted.hits("/releases/2") == 2
+def expire(client: DiscogsClient, path: str) -> None:
+    """White-box: move the HTTP-cache entry of ``path`` past its expiry (no waiting on clocks)."""
+    key = client._key(client.base_url + path)
+    cache = client._session.cache
+    cached = cache.get_response(key)
+    assert cached is not None
+    cached.expires = datetime.now(UTC) - timedelta(seconds=1)
+    cache.responses[key] = cached
+    client.clear_memory_cache()
 
 
-def _expired(client: DiscogsClient, path: str) -> bool:
-    """White-box: is the stored HTTP-cache entry for ``path`` past its expiry yet?"""
-    session = client._session
-    prepared = session.prepare_request(requests.Request("GET", client.base_url + path))
-    cached = session.cache.get_response(session.cache.create_key(prepared, verify=True))
-    return cached is not None and bool(cached.is_expired)
+def test_stale_cache_served_only_after_every_retry_failed(
+    scripted: ScriptedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripted.script("/releases/2", Reply(body=rel(2)), Reply(500, {"message": "Boom"}))
+    with make_client(scripted.url, tmp_path / "c.sqlite", max_retries=2) as client:
+        assert client.get_release(2) == rel(2)
+        expire(client, "/releases/2")
+        caplog.clear()
+        assert client.get_release(2) == rel(2)
+        events = client.timeline()
+        stats = client.stats()
+    assert [(e.status, e.from_cache) for e in events] == [
+        (200, False),
+        (500, False),
+        (500, False),
+        (500, True),
+    ]
+    assert (stats.retries, stats.cache_hits, stats.network_requests) == (2, 1, 4)
+    assert scripted.hits("/releases/2") == 4
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.exc_info is None  # one line, no traceback
+    assert "HTTP 500" in warning.getMessage() and "expired cached copy" in warning.getMessage()
+    assert f"(GET {scripted.url}/releases/2)" in warning.getMessage()
+
+
+def test_stale_cache_served_when_the_server_is_gone(tmp_path: Path) -> None:
+    server = ScriptedServer()
+    server.script("/releases/2", Reply(body=rel(2)))
+    with make_client(server.url, tmp_path / "c.sqlite", max_retries=1) as client:
+        assert client.get_release(2) == rel(2)
+        server.close()  # nothing answers any more
+        expire(client, "/releases/2")
+        assert client.get_release(2) == rel(2)
+        assert [(e.status, e.from_cache) for e in client.timeline()] == [
+            (200, False),
+            (None, False),
+            (None, True),
+        ]
+
+
+def test_expired_entry_is_not_served_for_a_4xx(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script(
+        "/releases/2", Reply(body=rel(2)), Reply(404, {"message": "Release not found."})
+    )
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+        client.get_release(2)
+        expire(client, "/releases/2")
+        with pytest.raises(DiscogsNotFoundError):
+            client.get_release(2)
+        assert client.stats().cache_hits == 0
+
+
+def test_429_on_an_expired_entry_is_waited_out_not_hidden(
+    scripted: ScriptedServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    limits = {"X-Discogs-Ratelimit": "50"}
+    scripted.script(
+        "/releases/1",
+        Reply(body=rel(1), headers={**limits, "X-Discogs-Ratelimit-Remaining": "49"}),
+        Reply(429, {"message": "You are making requests too quickly."}, limits),
+        Reply(body={**rel(1), "title": "Fresh"}, headers=limits),
+    )
+    limiter = SlidingWindowLimiter(50, 1.0)
+    with make_client(scripted.url, tmp_path / "c.sqlite", limiter=limiter) as client:
+        client.get_release(1)
+        expire(client, "/releases/1")
+        capfd.readouterr()
+        assert client.get_release(1)["title"] == "Fresh"  # the server's answer, not the stale one
+        stats = client.stats()
+        statuses = [e.status for e in client.timeline()]
+    assert statuses == [200, 429, 200]
+    assert stats.rate_limited == 1 and stats.cache_hits == 0
+    assert stats.limiter_wait_seconds > 0  # the 429 told the limiter the window was full
+    assert capfd.readouterr().err == ""  # no warning or traceback printed
 
 
 def test_threads_share_one_client(scripted: ScriptedServer, tmp_path: Path) -> None:
     for n in range(40):
-        scripted.script(f"/releases/{n}", Reply(body={"id": n}))
+        scripted.script(f"/releases/{n}", Reply(body=rel(n)))
     with make_client(scripted.url, tmp_path / "c.sqlite") as client:
 
         def fetch(n: int) -> int:
@@ -657,3 +727,181 @@ def test_refresh_skips_both_caches_and_stores_the_fresh_page(
         assert len(again.get_collection_page("u")["releases"]) == 3
         assert again.stats().cache_hits == 1 and again.stats().network_requests == 0
     assert scripted.hits(path) == 3
+
+
+# --------------------------------------------------------------------------- HTTP cache file
+
+
+def test_corrupt_cache_file_raises_http_cache_error(tmp_path: Path) -> None:
+    cache = tmp_path / "http_cache.sqlite"
+    cache.write_bytes(b"this is not a database, just garbage bytes " * 200)
+    with pytest.raises(HTTPCacheError) as info:
+        DiscogsClient(TOKEN, cache_path=cache, settings=Settings(data_dir=tmp_path))
+    message = str(info.value)
+    assert f"the HTTP cache file {cache} is not readable" in message
+    assert "file is not a database" in message
+    assert "discogs-toolkit cache clear" in message
+    assert TOKEN not in message
+    # Settings' default location too, with the same advice.
+    with pytest.raises(HTTPCacheError, match="cache clear"):
+        DiscogsClient(settings=Settings(data_dir=tmp_path))
+
+
+def test_uncreatable_cache_dir_raises_http_cache_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data directory should be")
+    with pytest.raises(HTTPCacheError) as info:
+        DiscogsClient(settings=Settings(data_dir=blocker))
+    assert f"the HTTP cache directory {blocker} cannot be created" in str(info.value)
+    assert not isinstance(info.value, OSError)
+
+
+# --------------------------------------------------------------------------- rate-limit learning
+
+
+def _limit_after(server: ScriptedServer, tmp_path: Path, said: int, **kwargs: Any) -> int:
+    server.script("/releases/1", Reply(body=rel(1), headers={"X-Discogs-Ratelimit": str(said)}))
+    kwargs.setdefault("settings", Settings(data_dir=tmp_path))
+    with DiscogsClient(TOKEN, base_url=server.url, cache_path=":memory:", **kwargs) as client:
+        client.get_release(1)
+        return client.limiter.limit
+
+
+def test_a_configured_rate_limit_is_a_cap(scripted: ScriptedServer, tmp_path: Path) -> None:
+    configured = Settings(data_dir=tmp_path, discogs_rate_limit=10)
+    assert _limit_after(scripted, tmp_path, 60, settings=configured) == 10
+    assert _limit_after(scripted, tmp_path, 5, settings=configured) == 5
+    # an explicit limiter is a user's choice too
+    assert _limit_after(scripted, tmp_path, 60, limiter=SlidingWindowLimiter(30, 60.0)) == 30
+    assert _limit_after(scripted, tmp_path, 20, limiter=SlidingWindowLimiter(30, 60.0)) == 20
+    # nothing configured: the default (60 with a token) follows the server either way
+    assert _limit_after(scripted, tmp_path, 40) == 40
+    assert _limit_after(scripted, tmp_path, 240) == 240
+
+
+# --------------------------------------------------------------------------- answers checked
+
+
+def test_malformed_releases_raise_response_error_and_are_not_cached(tmp_path: Path) -> None:
+    catalogue = Catalogue(releases=1100, seed=4)
+    good, no_title, bad_artists, bad_id, not_object = catalogue.release_ids()[:5]
+    catalogue.override_release(no_title, {"id": no_title, "artists": []})
+    catalogue.override_release(bad_artists, {"id": bad_artists, "title": "x", "artists": "A"})
+    catalogue.override_release(bad_id, {"id": str(bad_id), "title": "x"})
+    catalogue.override_release(not_object, [1, 2])
+    expected = {
+        no_title: "no 'title' string (got null)",
+        bad_artists: "'artists' is not a list (got str)",
+        bad_id: "no integer 'id' (got str)",
+        not_object: "expected a JSON object, got list",
+    }
+    with (
+        DiscogsSimulator(catalogue, rate_limit=1000, latency=0, jitter=0) as sim,
+        sim_client(sim, tmp_path / "c.sqlite") as client,
+    ):
+        assert client.get_release(good)["id"] == good
+        for rid, words in expected.items():
+            with pytest.raises(DiscogsResponseError) as info:
+                client.get_release(rid)
+            assert words in str(info.value)
+            assert str(info.value).endswith(f"(GET {sim.url}/releases/{rid})")
+            assert info.value.url == f"{sim.url}/releases/{rid}" and info.value.status == 200
+        # nothing malformed was kept: once the server is fixed, the next call asks it again
+        catalogue.override_release(bad_artists, None)
+        sim.reset_counters()
+        assert client.get_release(bad_artists)["id"] == bad_artists
+        assert sim.stats().by_kind == {"release": 1}
+        with pytest.raises(DiscogsResponseError, match="title"):
+            client.get_release(no_title)
+        assert sim.stats().by_kind == {"release": 2}
+
+
+def test_a_merged_release_is_returned_under_its_new_id(tmp_path: Path) -> None:
+    catalogue = Catalogue(releases=1100, seed=4)
+    old, new = catalogue.release_ids()[:2]
+    catalogue.override_release(old, catalogue.release(new))
+    with (
+        DiscogsSimulator(catalogue, rate_limit=1000, latency=0, jitter=0) as sim,
+        sim_client(sim, tmp_path / "c.sqlite") as client,
+    ):
+        merged = client.get_release(old)
+        assert merged["id"] == new != old  # callers notice by comparing data["id"]
+        assert merged["title"] == client.get_release(new)["title"]
+
+
+# --------------------------------------------------------------------------- other endpoints
+
+
+def test_folders_wants_and_marketplace_stats(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("walker")
+    with (
+        DiscogsSimulator(
+            catalogue, rate_limit=1000, latency=0, jitter=0, tokens={TOKEN: "walker"}
+        ) as sim,
+        sim_client(sim, tmp_path / "c.sqlite") as client,
+    ):
+        folders = client.get_folders("walker")["folders"]
+        assert folders[0]["id"] == 0 and folders[0]["count"] == len(user.items)
+        assert {f["id"] for f in folders} == {f["id"] for f in user.folder_list()}
+        with sim_client(sim, tmp_path / "anon.sqlite", None) as anonymous:
+            # not the owner: only the "All" folder
+            assert [f["id"] for f in anonymous.get_folders("walker")["folders"]] == [0]
+        wants = client.get_wants("walker", per_page=5)
+        assert wants["pagination"]["items"] == len(user.wants)
+        assert [w["id"] for w in wants["wants"]] == [w["id"] for w in user.wants[:5]]
+        assert wants["pagination"]["pages"] == -(-len(user.wants) // 5) > 1
+        second = client.get_wants("walker", page=2, per_page=5)["wants"]
+        assert [w["id"] for w in second] == [w["id"] for w in user.wants[5:10]]
+        rid = catalogue.release_ids()[0]
+        market = client.get_marketplace_stats(rid)
+        assert market == catalogue.marketplace_stats(rid)
+        assert set(market) == {"lowest_price", "num_for_sale", "blocked_from_sale"}
+        with pytest.raises(DiscogsNotFoundError, match="Release not found"):
+            client.get_marketplace_stats(999_999_999)
+        with pytest.raises(DiscogsNotFoundError, match="User does not exist"):
+            client.get_wants("nobody-here")
+        # all three are cached like the rest (1 h): asking again costs no request
+        sim.reset_counters()
+        client.get_folders("walker")
+        client.get_wants("walker", per_page=5)
+        client.get_marketplace_stats(rid)
+        assert sim.stats().requests == 0
+
+
+# --------------------------------------------------------------------------- memory bound
+
+
+def test_memory_cache_is_bounded_and_falls_back_to_the_http_cache(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    for n in range(3):
+        scripted.script(f"/releases/{n}", Reply(body=rel(n)))
+    with make_client(scripted.url, tmp_path / "a.sqlite") as default:
+        assert default._memory.max_entries == DEFAULT_MEMORY_ENTRIES == 2_000
+    with make_client(scripted.url, tmp_path / "b.sqlite", memory_max_entries=2) as client:
+        for n in (0, 1, 2, 2, 0):
+            assert client.get_release(n) == rel(n)
+        stats = client.stats()
+    # 0 was pushed out by 2 and came back from the SQLite file, not the network
+    assert (stats.network_requests, stats.memory_hits, stats.cache_hits) == (3, 1, 1)
+
+
+def test_fast_cache_reads_agree_with_requests_cache(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    """White-box: warm reads take the stored record apart themselves; they must see what
+    requests-cache sees (a requests-cache upgrade that changes the record shape fails here)."""
+    scripted.script("/releases/9", Reply(body=rel(9)))
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+        client.get_release(9)
+        key = client._key(f"{scripted.url}/releases/9")
+        assert client._record_loads is not None  # the SELECT path is in use for the file
+        for expired in (False, True):
+            if expired:
+                expire(client, "/releases/9")
+            fast = client._read_cache(key)
+            slow = client._session.cache.get_response(key)
+            assert fast is not None and slow is not None
+            assert (fast.content, fast.expired) == (slow.content, slow.is_expired)
+            assert fast.expired is expired
+        assert client._read_cache(client._key(f"{scripted.url}/releases/10")) is None

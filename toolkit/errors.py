@@ -16,6 +16,7 @@
     │   ├── DiscogsRateLimitError   429 that could not be waited out
     │   ├── DiscogsUnavailableError 5xx / connection errors after every retry
     │   └── DiscogsResponseError    malformed JSON or missing fields
+    ├── HTTPCacheError              the HTTP cache file cannot be created or read
     └── PullError                   the pull pipeline could not run at all
 
 Messages never contain the Discogs token.
@@ -37,6 +38,7 @@ __all__ = [
     "DiscogsRateLimitError",
     "DiscogsResponseError",
     "DiscogsUnavailableError",
+    "HTTPCacheError",
     "PullError",
     "QueryError",
     "TaskTimeoutError",
@@ -123,6 +125,13 @@ class DiscogsUnavailableError(DiscogsError):
 
 class DiscogsResponseError(DiscogsError):
     """The server answered with malformed JSON or without the expected fields."""
+
+
+class HTTPCacheError(ToolkitError):
+    """The HTTP cache file (``data/http_cache.sqlite``) cannot be created, opened or read.
+
+    The message names the file and how to recover (delete it, or ``discogs-toolkit cache clear``).
+    """
 
 
 class PullError(ToolkitError):

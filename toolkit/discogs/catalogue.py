@@ -407,6 +407,7 @@ class Catalogue:
         self.first_generated_id = int(reals[-1]["id"]) + 1
         self._generated = max(0, releases - len(reals))
         self._deleted: set[int] = set()
+        self._overrides: dict[int, str] = {}
         self._cache: dict[int, _JSON] = {}
         self._basic: dict[int, _JSON] = {}
         self._lock = threading.RLock()
@@ -450,6 +451,20 @@ class Catalogue:
         """True when :meth:`delete_release` was called for this id."""
         return release_id in self._deleted
 
+    def override_release(self, release_id: int, body: Any) -> None:
+        """Serve ``body`` (any JSON value) as ``/releases/{release_id}`` from now on.
+
+        For malformed answers (a missing ``title``, ``"artists": "x"``) and merged releases (the
+        body of another id). ``body`` is copied now; ``None`` restores the catalogue's release.
+        Collection entries, wantlists and marketplace stats keep the catalogue's data, and
+        :meth:`delete_release` still wins (404).
+        """
+        with self._lock:
+            if body is None:
+                self._overrides.pop(release_id, None)
+            else:
+                self._overrides[release_id] = json.dumps(body)
+
     def _full(self, release_id: int, *, deleted_too: bool = False) -> _JSON | None:
         """The shared cached body (API_ROOT URLs), or None: do not mutate it."""
         if not self._exists(release_id) or (release_id in self._deleted and not deleted_too):
@@ -469,10 +484,9 @@ class Catalogue:
 
         URLs start with ``base_url`` (default: the real API's, as in captured responses).
         """
-        full = self._full(release_id)
-        if full is None:
+        text = self.release_json(release_id)
+        if text is None:
             return None
-        text = json.dumps(full)
         if base_url != API_ROOT:
             text = text.replace(API_ROOT, base_url.rstrip("/"))
         result: _JSON = json.loads(text)
@@ -480,6 +494,11 @@ class Catalogue:
 
     def release_json(self, release_id: int) -> str | None:
         """The /releases/{id} body serialised (API_ROOT URLs), or None."""
+        if release_id in self._deleted:
+            return None
+        override = self._overrides.get(release_id)
+        if override is not None:
+            return override
         full = self._full(release_id)
         return None if full is None else json.dumps(full)
 

@@ -160,11 +160,6 @@ class SimStats:
     connections: int = 0
     faults: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        """Alias of ``requests``."""
-        return self.requests
-
 
 class _Response(NamedTuple):
     status: int
@@ -249,7 +244,7 @@ class DiscogsSimulator:
         self._fault_counts: dict[str, int] = {}
         self._throttled = 0
         self._connections = 0
-        self._release_cache: dict[int, bytes] = {}
+        self._release_cache: dict[int, tuple[str, bytes]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -313,11 +308,6 @@ class DiscogsSimulator:
                 connections=self._connections,
                 faults=dict(self._fault_counts),
             )
-
-    @property
-    def counters(self) -> SimStats:
-        """Same as :meth:`stats`."""
-        return self.stats()
 
     @property
     def request_log(self) -> list[RequestRecord]:
@@ -529,11 +519,12 @@ class DiscogsSimulator:
         )
 
     def _release_bytes(self, rid: int, raw: str) -> bytes:
+        # Keyed by the body too: Catalogue.override_release may change what a release serves.
         cached = self._release_cache.get(rid)
-        if cached is None:
-            cached = raw.replace(API_ROOT, self.url).encode()
+        if cached is None or cached[0] != raw:
+            cached = (raw, raw.replace(API_ROOT, self.url).encode())
             self._release_cache[rid] = cached
-        return cached
+        return cached[1]
 
     def _render(self, response: _Response, kind: str, params: dict[str, str]) -> bytes:
         """Serialise a response body with this simulator's URLs."""
