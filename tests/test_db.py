@@ -9,6 +9,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -398,3 +399,31 @@ def test_sqlite_reads_declared_booleans_as_bools_like_duckdb(tmp_path: Path) -> 
             rows = database.fetchall("SELECT flag FROM f ORDER BY id")
             assert rows == [(True,), (False,), (None,)]
             assert [type(v) for (v,) in rows[:2]] == [bool, bool]
+
+
+class _InterruptAfterBegin:
+    """A connection stand-in: runs each statement, then acts as if Ctrl-C landed after BEGIN."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        result = self._conn.execute(sql, *args)
+        if sql.lstrip().upper().startswith("BEGIN"):
+            raise KeyboardInterrupt
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_ctrl_c_right_after_begin_leaves_no_transaction_open(db: Database) -> None:
+    real = db._conn
+    db._conn = _InterruptAfterBegin(real)
+    with pytest.raises(KeyboardInterrupt), db.transaction():
+        pytest.fail("the block must not run")  # pragma: no cover
+    db._conn = real
+    # The next transaction starts cleanly (it would fail if BEGIN were still open) and commits.
+    with db.transaction():
+        db.execute("INSERT INTO users VALUES (4, 'di', 'new')")
+    assert db.scalar("SELECT count(*) FROM users") == 4

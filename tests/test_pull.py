@@ -366,8 +366,9 @@ def test_malformed_releases_are_recorded_and_the_rest_is_written(tmp_path: Path)
     catalogue.override_release(rejected, {"id": rejected, "title": "x", "artists": "x"})
     catalogue.override_release(unloadable, {"id": unloadable, "title": "y", "artists": ["y"]})
     path = tmp_path / "c.duckdb"
+    cache = tmp_path / "http.sqlite"  # one HTTP cache file: the unloadable answer is cached
     with simulator(catalogue) as server:
-        with client_for(server, Path(":memory:")) as client:
+        with client_for(server, cache) as client:
             report = pull("odd", path, client, batch_size=50)
         assert report.failures == 2 and report.permanent_failures == 0
         assert report.releases_fetched == len(ids) - 2
@@ -382,11 +383,12 @@ def test_malformed_releases_are_recorded_and_the_rest_is_written(tmp_path: Path)
         assert sorted(failures) == [(rejected, 1, False), (unloadable, 1, False)]
         assert stored == set(ids) - {rejected, unloadable}
 
-        # Not permanent: the next pull asks for exactly those two again, and now they are fine.
+        # Not permanent: the next pull asks the server (not the cache, which holds the copy the
+        # loader rejected) for exactly those two again, and now they are fine.
         catalogue.override_release(rejected, None)
         catalogue.override_release(unloadable, None)
         server.reset_counters()
-        with client_for(server, Path(":memory:")) as client:
+        with client_for(server, cache) as client:
             again = pull("odd", path, client)
         assert sorted(releases_requested(server)) == sorted([rejected, unloadable])
     assert again.failures == 0 and again.releases_fetched == 2 and again.complete

@@ -26,6 +26,7 @@ __all__ = [
     "CollectionDataError",
     "clear_failures",
     "create_schema",
+    "failure_ids",
     "known_release_ids",
     "load_collection",
     "permanent_failure_ids",
@@ -929,5 +930,11 @@ def clear_failures(db: Database, release_ids: Iterable[int]) -> int:
 
 def permanent_failure_ids(db: Database) -> set[int]:
     """Releases whose failure was marked permanent (e.g. 404): not worth fetching again."""
-    rows = db.fetchall("SELECT release_id FROM pull_failures WHERE permanent")
+    return failure_ids(db, permanent=True)
+
+
+def failure_ids(db: Database, *, permanent: bool) -> set[int]:
+    """Releases recorded in ``pull_failures`` as permanent (or, with False, as worth retrying)."""
+    condition = "permanent" if permanent else "NOT permanent"
+    rows = db.fetchall(f"SELECT release_id FROM pull_failures WHERE {condition}")
     return {int(rid) for (rid,) in rows}

@@ -517,7 +517,13 @@ class Database:
         with self._lock:
             outer = self._depth == 0
             if outer:
-                self._tx(self._begin_sql)
+                try:
+                    self._tx(self._begin_sql)
+                except BaseException:
+                    # Ctrl-C can land after BEGIN took effect but before it returned: never leave
+                    # a transaction open that no block owns (ROLLBACK is harmless when none is).
+                    self._rollback_quietly()
+                    raise
                 self._rollback_only = False
                 self._rollback_reason = ""
             self._depth += 1

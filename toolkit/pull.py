@@ -29,6 +29,7 @@ from toolkit.collection import (
     CollectionDataError,
     clear_failures,
     create_schema,
+    failure_ids,
     known_release_ids,
     load_collection,
     permanent_failure_ids,
@@ -479,8 +480,11 @@ def _pull(
             (rid for rid in priority if rid not in known), key=lambda r: (-priority[r], r)
         )
         skipped = len(priority) - len(wanted)
+        # A release that failed before may sit in the HTTP cache in a form the loader rejected:
+        # ask the server again rather than re-read the bad copy until it expires.
+        retrying = failure_ids(db, permanent=False)
         fetched, failed, permanent = _fetch_releases(
-            client, writer, wanted, priority, workers, retries, batch_size, progress
+            client, writer, wanted, priority, retrying, workers, retries, batch_size, progress
         )
 
     after = _stats_dict(client)
@@ -518,6 +522,7 @@ def _fetch_releases(
     writer: _Writer,
     wanted: list[int],
     priority: Mapping[int, int],
+    retrying: set[int],
     workers: int,
     retries: int,
     batch_size: int,
@@ -535,7 +540,8 @@ def _fetch_releases(
     buffer: list[tuple[int, Mapping[str, Any]]] = []
 
     def make(rid: int) -> Callable[[], Mapping[str, Any]]:
-        return lambda: client.get_release(rid)
+        refresh = rid in retrying
+        return lambda: client.get_release(rid, refresh=refresh)
 
     def flush() -> None:
         nonlocal buffer, fetched, failed

@@ -561,8 +561,8 @@ class DiscogsClient:
                 for future in futures:
                     future.cancel()
 
-    def get_release(self, release_id: int) -> dict[str, Any]:
-        """``GET /releases/{id}``: full release details.
+    def get_release(self, release_id: int, *, refresh: bool = False) -> dict[str, Any]:
+        """``GET /releases/{id}``: full release details (``refresh=True`` skips both caches).
 
         The answer is checked: an integer ``id``, a string ``title``, and ``artists``,
         ``labels``, ``formats``, ``genres``, ``styles``, ``tracklist`` lists when present;
@@ -572,7 +572,9 @@ class DiscogsClient:
         id, so ``data["id"]`` may differ from ``release_id``: the answer is returned as sent, and
         a caller that keys by id should compare the two.
         """
-        return self._get_object(f"/releases/{int(release_id)}", check=_release_problem)
+        return self._get_object(
+            f"/releases/{int(release_id)}", refresh=refresh, check=_release_problem
+        )
 
     def get_collection_value(self, username: str) -> dict[str, Any]:
         """``GET /users/{username}/collection/value``: minimum/median/maximum value (owner only)."""
