@@ -663,9 +663,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault is not None and fault.kind == "reset":
             self._wait(delay)
             self.close_connection = True
+            sim._record(self._record, fault)  # before the reset, as answers record before sending
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            sim._record(self._record, fault)
             return
         else:
             status, body = self._respond(sim, kind, params, query, token)
