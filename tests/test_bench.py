@@ -156,6 +156,61 @@ def _without_markers(tmp_path: Path) -> Path:
     return path
 
 
+def test_sim_process_serves_reports_and_stops() -> None:
+    import requests
+
+    from toolkit.bench.simproc import SimProcess
+
+    sim = SimProcess(user="someone", releases=50, items=3, rate_limit=1000, latency=0.0, jitter=0)
+    with sim:
+        owned = sim.user_release_ids()
+        assert 1 <= len(owned) <= 3 and len(sim.release_ids()) == 50
+        answer = requests.get(
+            f"{sim.url}/releases/{owned[0]}", headers={"User-Agent": "test"}, timeout=10
+        )
+        assert answer.status_code == 200 and answer.json()["id"] == owned[0]
+        stats = sim.stats()
+        assert (stats.requests, stats.throttled, stats.by_kind) == (1, 0, {"release": 1})
+        sim.set(latency=0.001, jitter=0.0)
+        sim.reset_counters()
+        assert sim.stats().requests == 0
+        with pytest.raises(RuntimeError, match="cannot set"):
+            sim.set(window=1.0)
+        proc = sim._proc
+    assert proc is not None and proc.returncode == 0 and sim._proc is None
+
+
+def test_child_idle_reports_its_own_peak_rss() -> None:
+    from toolkit.bench.child import run_child
+
+    result = run_child({"mode": "idle"}, timeout=120)
+    assert set(result) == {"maxrss_kib"} and 10_000 < result["maxrss_kib"] < 2_000_000
+
+
+def test_window_budget_parts_add_up_to_the_elapsed_time() -> None:
+    from types import SimpleNamespace
+
+    from toolkit.bench.rows.network import _Pulled, _window_budget
+    from toolkit.discogs.client import RequestEvent
+
+    # 2 per 1-s window, 5 requests: a page, then releases; finishes at 0.1, 0.2, 1.15, 1.3, 2.2.
+    finishes = [0.1, 0.2, 1.15, 1.3, 2.2]
+    events = [
+        RequestEvent(f - 0.05, f, "/users/u/collection/folders/0/releases" if i == 0 else
+                     f"/releases/{i}", 200)
+        for i, f in enumerate(finishes)
+    ]  # fmt: skip
+    pulled = _Pulled(2.3, SimpleNamespace(timeline=tuple(events)), 0.0, 2.3)
+    budget = _window_budget(pulled, limit=2, window=1.0)
+    assert budget["windows"] == 2 and budget["last_window_requests"] == 0
+    assert budget["start"] == pytest.approx(0.1)
+    assert budget["per_window_extra"] == pytest.approx(0.05)
+    parts = budget["start"] + budget["windows"] * 1.0 + budget["window_extra_total"]
+    assert parts + budget["last_window"] + budget["end"] == pytest.approx(pulled.elapsed)
+    assert budget["page_listing"] == pytest.approx(0.1)
+    assert budget["startup_gap"] == pytest.approx(0.05)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``discogs-toolkit bench --quick`` run shared by the smoke and notebook tests."""

@@ -7,7 +7,6 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit.bench.charts import write_charts
 from toolkit.bench.model import BenchContext, RowResult, Skip
 from toolkit.bench.report import BenchRun, load_results, to_markdown, write_results
 from toolkit.bench.rows import ROWS, select_rows
@@ -79,6 +78,10 @@ def run_benchmarks(
         say(f"        {row.verdict}: {_short(row)} ({row.seconds:.1f} s)")
         write_results(run, out)
     if charts:
+        # Imported here: matplotlib costs ~0.5 s, and the benchmark's child processes
+        # (toolkit.bench.simproc, toolkit.bench.child) import this package without needing it.
+        from toolkit.bench.charts import write_charts
+
         write_charts(run.rows, out)
     run.seconds = time.perf_counter() - start
     write_results(run, out)

@@ -32,12 +32,14 @@ def _needs_log(values: Sequence[float]) -> bool:
 
 
 def _label(value: float) -> str:
-    """A compact number for an annotation: 405,331 → 405k, 0.00109 → 0.00109."""
+    """A compact number for an annotation: 405,331 → 405k, 1,003 → 1,003, 0.00109 → 0.00109."""
     magnitude = abs(value)
     if magnitude >= 1e6:
         return f"{value / 1e6:.3g}M"
     if magnitude >= 1e4:
         return f"{value / 1e3:.3g}k"
+    if magnitude >= 100:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
@@ -161,20 +163,35 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
 
 
 def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
+    """Side-by-side bar panels; a panel may carry its own ``ours``, ``log`` and ``target``."""
     panels: list[dict[str, Any]] = list(series["panels"])
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    ours = set(series.get("ours", [0]))
     for ax, panel in zip(axes, panels, strict=True):
         labels = list(panel["labels"])
         values = [float(v) for v in panel["values"]]
+        ours = set(panel.get("ours", series.get("ours", [0])))
         colors = [OURS if i in ours else BASE for i in range(len(labels))]
         ax.bar(range(len(labels)), values, color=colors)
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(str(panel["title"]), fontsize=9)
         for x, v in enumerate(values):
-            ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=8)
-        ax.set_ylim(0, max([*values, 1.0]) * 1.2)
-    fig.suptitle(f"{row.number}. {row.name} — {row.verdict.upper()}", fontsize=10, x=0.01,
+            ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=8)
+        target = panel.get("target")
+        top = max([*values, float(target) if isinstance(target, int | float) else 0.0])
+        top = top if top > 0 else 1.0
+        if panel.get("log"):
+            ax.set_yscale("log")
+            bottom = min(v for v in values if v > 0) if any(v > 0 for v in values) else 1e-3
+            ax.set_ylim(bottom / 3, top * 3)
+        else:
+            ax.set_ylim(0, top * 1.2)
+        if isinstance(target, int | float):
+            ax.axhline(float(target), color=TARGET, linestyle="--", linewidth=1.5,
+                       label="our target")  # fmt: skip
+            ax.legend(fontsize=7, loc="upper right")
+    subtitle = str(series.get("subtitle", ""))
+    fig.suptitle(f"{row.number}. {row.name} — {row.verdict.upper()}"
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=10, x=0.01,
                  ha="left")  # fmt: skip
 
 
@@ -223,7 +240,7 @@ def draw_row(row: RowResult) -> Figure:
     if kind == "trace":
         height = 1.6 * max(len(row.series.get("traces", [])), 1) + 1.2
     elif kind == "panels":
-        height = 3.4
+        height = 3.8 if row.series.get("subtitle") else 3.4
     elif kind == "bars":
         height = max(2.6, 0.55 * len(row.series.get("labels", [])) + 1.6)
     # A bare Figure (no pyplot): no global state, no backend switch, safe in notebooks.
