@@ -18,15 +18,23 @@ from toolkit.config import Settings
 
 
 class FakeClock:
-    """A settable clock; optionally signals when a given thread reads it."""
+    """A settable clock; optionally signals when a given thread reads it.
+
+    While ``held_at`` is set, the watched thread keeps reading that time instead (and is not
+    "seen"), so a test can move the clock without that thread acting on the new time yet.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
         self.watch: threading.Thread | None = None
+        self.held_at: float | None = None
         self.seen = threading.Event()
 
     def __call__(self) -> float:
         if self.watch is not None and threading.current_thread() is self.watch:
+            held = self.held_at
+            if held is not None:
+                return held
             self.seen.set()
         return self.now
 
@@ -34,7 +42,7 @@ class FakeClock:
         self.now += seconds
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll ``predicate`` until true or ``timeout`` real seconds pass (for thread hand-offs only)."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -391,12 +399,16 @@ def test_auto_cleanup_thread_removes_expired_entries(clock: FakeClock) -> None:
     try:
         cache.set("a", 1)
         cache.set("b", 2)
+        # The sweep runs every 50 ms: until released it keeps seeing the time before the advance,
+        # so it cannot evict "a" and "b" before the check below, however slow this thread is.
+        clock.held_at = clock.now
+        clock.watch = cache.cleanup_thread
         clock.advance(11)
         cache.set("c", 3)
         assert cache.get_stats().evictions == 0
-        clock.watch = cache.cleanup_thread
-        # The sweep reads the clock under the cache lock, so once it has, our next call waits
-        # for that sweep to finish.
+        clock.held_at = None
+        # The sweep reads the clock under the cache lock, so once it has seen the new time, our
+        # next call waits for that sweep to finish.
         assert clock.seen.wait(10), "the sweep thread never ran"
         stats = cache.get_stats()
         assert stats.evictions == 2
