@@ -99,6 +99,14 @@ def make_gate(gates: list[Gate], value: object = "gate") -> Gate:
     return gate
 
 
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` (a thread hand-off) until true; fail after ``WAIT`` real seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
+
+
 # ---------------------------------------------------------------- basics
 
 
@@ -439,7 +447,12 @@ def test_many_backoffs_overlap_on_the_watchdog_and_never_end_early(gates: list[G
 
 
 def test_timeout_then_real_backoff_then_success(gates: list[Gate]) -> None:
-    """Default sleep: the watchdog fires the timeout, then re-queues the task after its back-off."""
+    """Default sleep: the watchdog fires the timeout, then re-queues the task after its back-off.
+
+    Deadlines and back-offs are measured on a fake clock, moved in steps shorter than the timeout
+    only while the retry has not started: however slowly it runs, it cannot time out too.
+    """
+    clock = FakeClock()
     stuck = make_gate(gates)
     calls = 0
 
@@ -449,11 +462,21 @@ def test_timeout_then_real_backoff_then_success(gates: list[Gate]) -> None:
         return stuck() if calls == 1 else "second"
 
     with ConcurrencyManager(
-        max_concurrent=2, retries=1, timeout=0.05, backoff_base=0.01
+        max_concurrent=2, retries=1, timeout=0.05, backoff_base=0.01, clock=clock
     ) as manager:
-        result = manager.enqueue(Task("t", body)).result(timeout=WAIT)
+        future = manager.enqueue(Task("t", body))
+        assert stuck.started.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        # The abandoned first attempt keeps one slot; a second active task is the retry.
+        while not future.done() and manager.get_stats().active_tasks < 2:
+            assert time.monotonic() < deadline, "the retry never started"
+            clock.advance(0.01)
+            time.sleep(0.002)
+        result = future.result(timeout=WAIT)
         stuck.release.set()
     assert (result.success, result.result, result.attempt) == (True, "second", 2)
+    # The timeout, then the back-off, on the fake clock (less a float rounding allowance).
+    assert result.duration > 0.05 + 0.01 - 1e-9
 
 
 def test_a_raising_injected_sleep_still_requeues_and_keeps_the_watchdog() -> None:
@@ -507,8 +530,14 @@ def test_timed_out_attempt_and_its_retry_coexist_within_the_limit(gates: list[Ga
             return stuck()
         return "second attempt"
 
-    with ConcurrencyManager(max_concurrent=2, retries=1, timeout=0.05, sleep=sleeps) as manager:
-        result = manager.enqueue(Task("t", body)).result(timeout=WAIT)
+    clock = FakeClock()  # only the test moves it: the retry cannot time out, however slow
+    with ConcurrencyManager(
+        max_concurrent=2, retries=1, timeout=0.05, sleep=sleeps, clock=clock
+    ) as manager:
+        future = manager.enqueue(Task("t", body))
+        assert stuck.started.wait(WAIT)
+        clock.advance(1.0)  # past the first attempt's deadline
+        result = future.result(timeout=WAIT)
         assert (result.success, result.result, result.attempt) == (True, "second attempt", 2)
         assert sleeps.requested == pytest.approx([0.1])
         assert manager.peak_active == 2
@@ -530,10 +559,18 @@ def test_late_return_of_an_abandoned_attempt_is_discarded(gates: list[Gate]) -> 
         return "third"
 
     sleeps = Sleeps()
-    with ConcurrencyManager(max_concurrent=3, retries=2, timeout=0.2, sleep=sleeps) as manager:
+    clock = FakeClock()  # only the test moves it, so each attempt times out exactly when told
+    with ConcurrencyManager(
+        max_concurrent=3, retries=2, timeout=0.2, sleep=sleeps, clock=clock
+    ) as manager:
         future = manager.enqueue(Task("t", body))
+        assert first.started.wait(WAIT)
+        clock.advance(1.0)  # attempt 1 times out
         assert second.started.wait(WAIT)
         first.release.set()  # attempt 1 returns "first" while attempt 2 is running
+        wait_until(lambda: manager.get_stats().active_tasks == 1, "attempt 1 to return")
+        assert not future.done()  # its late "first" was discarded
+        clock.advance(1.0)  # attempt 2 times out
         result = future.result(timeout=WAIT)
         second.release.set()
     assert (result.success, result.result, result.attempt) == (True, "third", 3)
@@ -557,8 +594,13 @@ def test_retry_after_timeout_waits_for_the_slot(gates: list[Gate]) -> None:
     def sleep(seconds: float) -> None:
         backoff_requested.set()
 
-    with ConcurrencyManager(max_concurrent=1, retries=1, timeout=0.05, sleep=sleep) as manager:
+    clock = FakeClock()  # only the test moves it: the retry cannot time out, however slow
+    with ConcurrencyManager(
+        max_concurrent=1, retries=1, timeout=0.05, sleep=sleep, clock=clock
+    ) as manager:
         future = manager.enqueue(Task("t", body))
+        assert stuck.started.wait(WAIT)
+        clock.advance(1.0)  # past the first attempt's deadline
         assert backoff_requested.wait(WAIT)
         assert not second_started.is_set()
         assert not future.done()
