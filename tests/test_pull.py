@@ -14,12 +14,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import toolkit.pull
 from toolkit.collection import TABLES
+from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import Settings
 from toolkit.db import Database
 from toolkit.discogs.catalogue import Catalogue
@@ -486,13 +489,18 @@ def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.001)
 
 
-def test_interrupt_writes_every_answer_that_arrived(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_interrupt_writes_every_answer_that_arrived(
+    catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C while a batch write waits for the database: answers received meanwhile are kept.
 
     The test thread holds a transaction on the pull's Database from the first /releases request,
     so the pull's first batch write waits (on the Database's lock, which a signal interrupts)
     while the workers receive every remaining answer; then SIGINT comes. Those answers were never
     collected by the pull's loop, yet all of them must be stored.
+
+    "Received" is judged on the pull's side (every task's future is resolved), not by the server
+    having sent the last answer: a worker still reading it when SIGINT lands may lose it.
     """
     user = catalogue.user("interrupted", items=40)
     distinct = {item["id"] for item in user.items}
@@ -500,6 +508,20 @@ def test_interrupt_writes_every_answer_that_arrived(catalogue: Catalogue, tmp_pa
     db = Database.connect(path)
     main = threading.get_ident()
     problems: list[BaseException] = []
+    futures: list[Future[TaskResult[Any]]] = []
+
+    class RecordingManager(ConcurrencyManager):
+        """The pull's manager, keeping the futures of its tasks for the watcher."""
+
+        def enqueue(self, task: Task[Any]) -> Future[TaskResult[Any]]:
+            future = super().enqueue(task)
+            futures.append(future)
+            return future
+
+    monkeypatch.setattr(toolkit.pull, "ConcurrencyManager", RecordingManager)
+
+    def every_answer_received() -> bool:
+        return len(futures) == len(distinct) and all(f.done() for f in list(futures))
 
     with simulator(catalogue, latency=0.02) as server:
 
@@ -508,6 +530,7 @@ def test_interrupt_writes_every_answer_that_arrived(catalogue: Catalogue, tmp_pa
                 _wait_for(lambda: server.stats().by_kind.get("release", 0) > 0, "a /releases call")
                 with db.transaction():
                     _wait_for(lambda: answered_releases(server) == distinct, "every answer")
+                    _wait_for(every_answer_received, "the pull to receive every answer")
                     signal.pthread_kill(main, signal.SIGINT)
             except BaseException as exc:  # reported by the test thread
                 problems.append(exc)
