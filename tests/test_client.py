@@ -45,6 +45,26 @@ def no_sleep(seconds: float) -> None:
     """Back-off sleeps in tests: none (the limiter keeps real time)."""
 
 
+class FakeClock:
+    """Shared time for a simulator, limiters and clients: only sleeping through it moves it.
+
+    A limiter's wait then advances exactly as far as it asked, and the simulator dates arrivals by
+    the same time, so window tests never depend on how fast the machine runs.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
 def rel(rid: int) -> dict[str, Any]:
     """The smallest body get_release accepts."""
     return {"id": rid, "title": f"Release {rid}"}
@@ -335,15 +355,18 @@ def test_429_without_retry_after_waits_for_window_then_gives_up(
     scripted: ScriptedServer, tmp_path: Path
 ) -> None:
     scripted.script("/releases/6", Reply(429, {"message": "You are making requests too quickly."}))
-    limiter = SlidingWindowLimiter(50, 0.05)
-    with make_client(scripted.url, tmp_path / "c.sqlite", limiter=limiter, max_retries=0) as client:
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(50, 0.05, clock=clock, sleep=clock.sleep)
+    with make_client(
+        scripted.url, tmp_path / "c.sqlite", limiter=limiter, max_retries=0, clock=clock
+    ) as client:
         with pytest.raises(DiscogsRateLimitError) as info:
             client.get_release(6)
         stats = client.stats()
     # 2 * max_retries + 10 waits, then the error; each wait let the whole window pass.
     assert scripted.hits("/releases/6") == 11
     assert stats.rate_limited == 11
-    assert stats.limiter_wait_seconds >= 10 * 0.04
+    assert stats.limiter_wait_seconds == pytest.approx(10 * 0.05, abs=1e-3)
     assert "429" in str(info.value) and "too quickly" in str(info.value)
 
 
@@ -420,8 +443,9 @@ def test_429_on_an_expired_entry_is_waited_out_not_hidden(
         Reply(429, {"message": "You are making requests too quickly."}, limits),
         Reply(body={**rel(1), "title": "Fresh"}, headers=limits),
     )
-    limiter = SlidingWindowLimiter(50, 1.0)
-    with make_client(scripted.url, tmp_path / "c.sqlite", limiter=limiter) as client:
+    clock = FakeClock()  # the 1-second wait after the 429 takes no real time
+    limiter = SlidingWindowLimiter(50, 1.0, clock=clock, sleep=clock.sleep)
+    with make_client(scripted.url, tmp_path / "c.sqlite", limiter=limiter, clock=clock) as client:
         client.get_release(1)
         expire(client, "/releases/1")
         capfd.readouterr()
@@ -539,14 +563,20 @@ def test_slows_down_when_another_program_shares_the_token(
     catalogue: Catalogue, tmp_path: Path
 ) -> None:
     ids = catalogue.release_ids()[:14]
-    with DiscogsSimulator(catalogue, rate_limit=10, window=1.5, latency=0, jitter=0) as sim:
+    # One fake time for the server, both limiters and the client: the other program's requests
+    # are still in the server's window when this client starts, however slow the machine is.
+    clock = FakeClock()
+    with DiscogsSimulator(
+        catalogue, rate_limit=10, window=1.5, latency=0, jitter=0, clock=clock
+    ) as sim:
+        other_limiter = SlidingWindowLimiter(10, 1.5, clock=clock, sleep=clock.sleep)
         with sim_client(
-            sim, tmp_path / "other.sqlite", limiter=SlidingWindowLimiter(10, 1.5)
+            sim, tmp_path / "other.sqlite", limiter=other_limiter, clock=clock
         ) as other:
             for rid in ids[:7]:  # another program spends 7 of the 10
                 other.get_release(rid)
-        limiter = SlidingWindowLimiter(10, 1.5)
-        with sim_client(sim, tmp_path / "mine.sqlite", limiter=limiter) as client:
+        limiter = SlidingWindowLimiter(10, 1.5, clock=clock, sleep=clock.sleep)
+        with sim_client(sim, tmp_path / "mine.sqlite", limiter=limiter, clock=clock) as client:
             client.get_release(ids[7])
             # the server said 2 remain: the limiter now believes so too
             assert limiter.get_tokens() == 2
