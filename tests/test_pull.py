@@ -482,6 +482,21 @@ def test_pull_under_faults_lands_everything_exactly_once(
     assert snapshot(tmp_path / "f.duckdb") == snapshot(tmp_path / "ref.duckdb")
 
 
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, also in the pulls it starts as processes.
+
+    A test run started with SIGINT ignored (e.g. in the background by a non-interactive shell)
+    would otherwise ignore it in this process and in every child. A handler installed here is reset
+    to the default in a child when it starts, so the child's Python raises KeyboardInterrupt too.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -489,6 +504,7 @@ def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.001)
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_interrupt_writes_every_answer_that_arrived(
     catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -659,6 +675,7 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: Catalogue, tmp_path: Path) -> None:
     user = catalogue.user("ctrlc", items=80)
     with simulator(catalogue, latency=0.01) as server:
