@@ -549,6 +549,7 @@ def _fetch_releases(
         buffer = []
         fetched += written
         failed += bad
+        manager.reset()  # written: the manager need not keep those bodies alive any longer
 
     def settle(rid: int, result: TaskResult[Mapping[str, Any]]) -> None:
         nonlocal failed, permanent
@@ -571,7 +572,6 @@ def _fetch_releases(
         max_concurrent=workers, retries=retries, timeout=None, retry_on=_retryable
     )
     futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {}
-    settled: set[Future[TaskResult[Mapping[str, Any]]]] = set()
     clean = False
     with _progress(len(wanted), "releases", "release", progress) as bar:
         try:
@@ -579,16 +579,16 @@ def _fetch_releases(
                 task = Task(id=str(rid), execute=make(rid), priority=priority[rid])
                 futures[manager.enqueue(task)] = rid
             for future in as_completed(futures):
-                settled.add(future)
-                settle(futures[future], future.result())
+                # Popped once settled, so a written body is not kept alive until the end.
+                settle(futures.pop(future), future.result())
                 bar.update(1)
             clean = True
         finally:
             # On Ctrl-C or a crash keep every answer that arrived, and drop what has not started.
             manager.close(wait=clean, cancel_pending=not clean)
             if not clean:
-                for future, rid in futures.items():
-                    if future not in settled and future.done() and not future.cancelled():
+                for future, rid in futures.items():  # only the ones not settled yet
+                    if future.done() and not future.cancelled():
                         settle(rid, future.result())
             flush()
     return fetched, failed, permanent
