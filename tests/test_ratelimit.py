@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.config import Settings
 from toolkit.ratelimit import Limiter, RateLimiter, SlidingWindowLimiter
 
 WAIT = 10.0  # generous bound for thread joins, only hit when something is broken
@@ -220,9 +219,6 @@ class TestRateLimiter:
         assert RateLimiter.per_minute(60).rate == pytest.approx(1.0)
         hour = RateLimiter.per_hour(3600)
         assert (hour.capacity, hour.refill_period, hour.rate) == (3600, 3600, 1.0)
-        from_settings = RateLimiter.from_settings(Settings())
-        assert from_settings.capacity == 15000
-        assert from_settings.refill_period == 3600
         with pytest.raises(ValueError):
             RateLimiter(0, 10)
         with pytest.raises(ValueError):

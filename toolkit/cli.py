@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        # Read once, here at the edge; handlers take ``args.settings`` and pass them down.
+        args.settings = Settings.from_env()
         handler = args.handler
         return int(handler(args))
     except (ToolkitError, OSError) as exc:
@@ -418,7 +420,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from toolkit.bench import default_out_dir, load_results, run_benchmarks, to_markdown
     from toolkit.bench.report import update_readme
 
-    out = args.out if args.out is not None else default_out_dir()
+    out = args.out if args.out is not None else default_out_dir(args.settings)
     if args.markdown or args.readme is not None:
         if not (out / "results.json").is_file():
             print(f"discogs-toolkit bench: no results in {out}; run the benchmarks first",

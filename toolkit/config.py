@@ -1,22 +1,36 @@
 """Settings read from the environment and an optional ``.env`` file: the only module that reads them.
 
-Nothing happens at import time; call :meth:`Settings.from_env`. Durations are seconds (floats) on the
-Python side even where the environment variable is in milliseconds, as the original spec had it.
+Nothing happens at import time; call :meth:`Settings.from_env` (the CLI, the notebook helpers and the
+benchmark runner do, once, and pass the result down). Durations are seconds (floats) on the Python
+side even where the environment variable is in milliseconds, as the original spec had it.
 """
 
 from __future__ import annotations
 
+import enum
+import io
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
 from toolkit.errors import ConfigError
 
-__all__ = ["DEFAULT_API_URL", "PROJECT_ROOT", "Settings", "default_data_dir", "read_env_file"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "ENV_FILE_VARIABLE",
+    "ENV_VARIABLES",
+    "PROJECT_ROOT",
+    "Settings",
+    "default_data_dir",
+    "env_file_path",
+    "read_env_file",
+]
 
 T = TypeVar("T")
 
@@ -25,9 +39,36 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_API_URL = "https://api.discogs.com"
 DEFAULT_USER_AGENT = "discogs-toolkit/0.1 +https://github.com/discogs-toolkit"
 
+#: Where the ``.env`` file is: a path, or empty for none (default: ``.env`` in the current
+#: directory, else in the checkout). Read from the real environment only, never from a ``.env``.
+ENV_FILE_VARIABLE = "TOOLKIT_ENV_FILE"
+#: Every variable :meth:`Settings.from_env` reads (tests clear them all).
+ENV_VARIABLES: tuple[str, ...] = (
+    "CACHE_DEFAULT_TTL",
+    "CACHE_AUTO_CLEANUP",
+    "CACHE_CLEANUP_INTERVAL",
+    "CONCURRENCY_MAX_TASKS",
+    "CONCURRENCY_RETRIES",
+    "CONCURRENCY_TIMEOUT",
+    "DISCOGS_TOKEN",
+    "DISCOGS_USER_AGENT",
+    "DISCOGS_API_URL",
+    "DISCOGS_RATE_LIMIT",
+    "TOOLKIT_DATA_DIR",
+    ENV_FILE_VARIABLE,
+)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_INLINE_COMMENT = re.compile(r"\s#")
+
+
+class _Default(enum.Enum):
+    """The type of :data:`_FROM_ENVIRONMENT` (an enum member keeps the sentinel typed)."""
+
+    FROM_ENVIRONMENT = enum.auto()
+
+
+_FROM_ENVIRONMENT = _Default.FROM_ENVIRONMENT
 
 
 def default_data_dir() -> Path:
@@ -37,48 +78,48 @@ def default_data_dir() -> Path:
     return Path.cwd() / "data"
 
 
-def _env_value(raw: str) -> str:
-    """The value part of a ``.env`` line: quotes removed, or an inline `` # comment`` cut off.
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """The ``KEY=value`` pairs of a ``.env`` file, parsed by python-dotenv (no ``${VAR}`` expansion).
 
-    ``KEY="a # b"  # note`` gives ``a # b``; ``KEY=60 # note`` gives ``60``; a ``#`` with no
-    whitespace before it is part of an unquoted value (``KEY=a#b`` gives ``a#b``).
+    A missing file gives ``{}``; an unreadable one, or a line that is not ``KEY=value``, raises
+    :class:`ConfigError` naming the file and the line number, never the line (it may hold the token).
     """
-    value = raw.strip()
-    if value[:1] in ("'", '"'):
-        end = value.find(value[0], 1)
-        if end != -1:
-            rest = value[end + 1 :].lstrip()
-            if not rest or rest.startswith("#"):
-                return value[1:end]
-    return _INLINE_COMMENT.split(value, maxsplit=1)[0].rstrip()
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file of ``KEY=value`` lines.
-
-    Full-line and inline ``#`` comments (after whitespace, on unquoted values), optional single
-    or double quotes, and an ``export`` prefix are understood.
-    """
-    values: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        return values
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read .env file: {exc.strerror}") from None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            # Never echo the line: it may hold the token.
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(str(path), f"cannot read .env file: {reason}") from None
+    # dotenv_values skips a malformed line with a logged warning, and keeps ``KEY`` alone as None:
+    # both are refused here instead, so a typo cannot silently drop the token.
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and binding.value is None):
+            # ``original.line`` is where the blank lines before the statement start.
+            source = binding.original.string
+            blank = source[: len(source) - len(source.lstrip())]
+            number = binding.original.line + blank.count("\n")
             raise ConfigError(str(path), f"line {number} is not KEY=value")
-        values[key] = _env_value(value)
-    return values
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def env_file_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The ``.env`` file :meth:`Settings.from_env` reads by default, or None when disabled.
+
+    ``$TOOLKIT_ENV_FILE`` when set (a path that must exist, or empty for none), else ``.env`` in the
+    current directory if there is one, else ``.env`` in the checkout (which may not exist).
+    """
+    configured = (os.environ if environ is None else environ).get(ENV_FILE_VARIABLE)
+    if configured is not None:
+        if configured.strip() == "":
+            return None
+        path = Path(configured.strip()).expanduser()
+        if not path.is_file():
+            raise ConfigError(ENV_FILE_VARIABLE, f"no such file: {path} (empty disables .env)")
+        return path
+    local = Path(".env")
+    return local if local.exists() else PROJECT_ROOT / local
 
 
 def _number(name: str, raw: str, kind: Callable[[str], T], *, minimum: float) -> T:
@@ -112,8 +153,6 @@ class Settings:
     concurrency_max_tasks: int = 5
     concurrency_retries: int = 2
     concurrency_timeout: float = 30.0
-    rate_limit_capacity: int = 15000
-    rate_limit_refill_period: float = 3600.0
     discogs_token: str | None = field(default=None, repr=False)
     discogs_user_agent: str = DEFAULT_USER_AGENT
     discogs_api_url: str = DEFAULT_API_URL
@@ -148,20 +187,20 @@ class Settings:
         cls,
         environ: Mapping[str, str] | None = None,
         *,
-        env_file: str | Path | None = ".env",
+        env_file: str | Path | _Default | None = _FROM_ENVIRONMENT,
     ) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``) over an optional ``.env`` file.
 
-        Real environment variables win over the file. A malformed value raises :class:`ConfigError`
-        naming the variable.
+        ``env_file`` is a path, or None for no file; by default ``$TOOLKIT_ENV_FILE`` says (a path,
+        or empty for none), else ``.env`` in the current directory or the checkout. Real environment
+        variables win over the file. A malformed value raises :class:`ConfigError` naming it.
         """
+        environ = os.environ if environ is None else environ
         env: dict[str, str] = {}
-        if env_file is not None:
-            path = Path(env_file)
-            if not path.is_absolute() and not path.exists():
-                path = PROJECT_ROOT / path
+        path = env_file_path(environ) if env_file is _FROM_ENVIRONMENT else env_file
+        if path is not None:
             env.update(read_env_file(path))
-        env.update(os.environ if environ is None else environ)
+        env.update(environ)
 
         def get(name: str) -> str | None:
             value = env.get(name)
@@ -184,15 +223,6 @@ class Settings:
             kwargs["concurrency_timeout"] = (
                 _number("CONCURRENCY_TIMEOUT", raw, float, minimum=1) / 1000
             )
-        if (raw := get("SOUNDCLOUD_RATE_LIMIT_CAPACITY")) is not None:
-            kwargs["rate_limit_capacity"] = _number(
-                "SOUNDCLOUD_RATE_LIMIT_CAPACITY", raw, int, minimum=1
-            )
-        if (raw := get("SOUNDCLOUD_RATE_LIMIT_REFILL_PERIOD")) is not None:
-            period = _number("SOUNDCLOUD_RATE_LIMIT_REFILL_PERIOD", raw, float, minimum=0)
-            if period <= 0:
-                raise ConfigError("SOUNDCLOUD_RATE_LIMIT_REFILL_PERIOD", "must be positive")
-            kwargs["rate_limit_refill_period"] = period
         if (raw := get("DISCOGS_TOKEN")) is not None:
             token = raw.strip()
             if any(ch.isspace() for ch in token):

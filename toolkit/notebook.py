@@ -1,23 +1,28 @@
-"""Helpers the notebooks call: choose the API or the simulator, pull, chart a pull's timeline, run notebooks.
+"""Helpers the notebooks call: choose the API or the simulator, pull, chart a pull's timeline.
 
-``python -m toolkit.notebook --output reports`` executes the notebooks headless (used by ``make demo``,
-with ``--simulator`` so they never leave the simulator) and prints where everything went.
+Each helper resolves :class:`~toolkit.config.Settings` once (or takes them) and passes them down.
+Running the notebooks headless lives in :mod:`toolkit.notebook_runner`; its names are re-exported
+here, and ``python -m toolkit.notebook --output reports`` still runs it (``make demo``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from toolkit.config import PROJECT_ROOT, Settings
+from toolkit.config import Settings
 from toolkit.demo import start_simulator
-from toolkit.explore import resolve_database
+from toolkit.notebook_runner import (
+    NOTEBOOK_DIR,
+    NOTEBOOKS,
+    inject_parameters,
+    main,
+    run_notebook,
+    run_notebooks,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,10 +44,6 @@ __all__ = [
     "run_notebooks",
     "run_pull",
 ]
-
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-#: The notebooks ``make demo`` runs, in order (03-benchmarks belongs to the benchmark suite).
-NOTEBOOKS: tuple[str, ...] = ("01-pull-collection.ipynb", "02-explore-collection.ipynb")
 
 
 @dataclass
@@ -93,26 +94,36 @@ def open_source(
 
     settings = settings or Settings.from_env()
     real = api_url is not None or settings.discogs_api_url_configured or settings.has_token
-    if use_simulator or (use_simulator is None and not real):
-        from toolkit.discogs.catalogue import DEMO_USER, Catalogue
+    # Whatever is opened is closed again if a later step raises; a returned source owns it all.
+    with ExitStack() as opened:
+        if use_simulator or (use_simulator is None and not real):
+            from toolkit.discogs.catalogue import DEMO_USER, Catalogue
 
-        catalogue = Catalogue()
-        name = username or (DEMO_USER if simulator_items is None else "notebook")
-        if simulator_items is not None:
-            catalogue.user(name, items=simulator_items)
-        simulator = start_simulator(simulator_rate_limit, simulator_latency, catalogue=catalogue)
-        client = DiscogsClient("", base_url=simulator.url, settings=settings)
-        text = f"simulator at {simulator.url} ({simulator_rate_limit} requests/min), user {name!r}"
-        return PullSource(client, name, simulator, text)
-    client = DiscogsClient.from_settings(settings, base_url=api_url)
-    if username is None:
-        if not client.has_token:
-            client.close()
-            raise ValueError("username is required without a DISCOGS_TOKEN")
-        username = str(client.identity()["username"])
-    token = "set" if client.has_token else "not set"
-    text = f"{client.base_url} (token {token}), user {username!r}"
-    return PullSource(client, username, None, text)
+            catalogue = Catalogue()
+            name = username or (DEMO_USER if simulator_items is None else "notebook")
+            if simulator_items is not None:
+                catalogue.user(name, items=simulator_items)
+            simulator = opened.enter_context(
+                start_simulator(simulator_rate_limit, simulator_latency, catalogue=catalogue)
+            )
+            client = opened.enter_context(
+                DiscogsClient("", base_url=simulator.url, settings=settings)
+            )
+            text = (
+                f"simulator at {simulator.url} ({simulator_rate_limit} requests/min), user {name!r}"
+            )
+            source = PullSource(client, name, simulator, text)
+        else:
+            client = opened.enter_context(DiscogsClient.from_settings(settings, base_url=api_url))
+            if username is None:
+                if not client.has_token:
+                    raise ValueError("username is required without a DISCOGS_TOKEN")
+                username = str(client.identity()["username"])
+            token = "set" if client.has_token else "not set"
+            text = f"{client.base_url} (token {token}), user {username!r}"
+            source = PullSource(client, username, None, text)
+        opened.pop_all()
+    return source
 
 
 def run_pull(
@@ -127,17 +138,18 @@ def run_pull(
     details: bool = True,
     concurrency: int | None = None,
     progress: bool = True,
+    settings: Settings | None = None,
 ) -> PullReport:
     """Notebook 01's pull: open the source (:func:`open_source`), say where from and to, pull, close.
 
     The report is saved under the data dir like ``discogs-toolkit pull`` saves it
     (:func:`toolkit.pull.save_pull`), so :func:`chart_pull` can fall back on the last pull that
-    sent ``/releases`` requests.
+    sent ``/releases`` requests. ``settings`` default to the environment's, read once.
     """
     from toolkit.pull import pull_collection, save_pull
 
-    settings = Settings.from_env()
-    db_path = resolve_database(database)
+    settings = settings or Settings.from_env()
+    db_path = settings.database_path if database is None else Path(database).expanduser()
     with open_source(
         username,
         use_simulator=use_simulator,
@@ -155,7 +167,9 @@ def run_pull(
             db_path,
             client=source.client,
             details=details,
-            concurrency=concurrency,
+            # Given explicitly so the pull uses these settings, not the environment's.
+            concurrency=settings.concurrency_max_tasks if concurrency is None else concurrency,
+            retries=settings.concurrency_retries,
             progress=progress,
         )
     with suppress(OSError):  # the saved copy is a convenience; the pull itself succeeded
@@ -177,7 +191,8 @@ def chart_pull(
 
     charted = report
     if not report.release_requests:
-        charted = load_saved_pull(data_dir, LAST_NETWORK_PULL_FILE) or report
+        folder = Settings.from_env().data_dir if data_dir is None else Path(data_dir)
+        charted = load_saved_pull(folder, LAST_NETWORK_PULL_FILE) or report
     which = "this pull" if charted is report else "last pull with /releases requests"
     print(
         f"{which} ({charted.username}): {charted.network_requests} requests in "
@@ -247,157 +262,6 @@ def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
     return fig
-
-
-def inject_parameters(notebook: Any, parameters: Mapping[str, Any]) -> None:
-    """Insert a cell assigning ``parameters`` right after the ``parameters``-tagged cell (papermill style)."""
-    import nbformat
-
-    if not parameters:
-        return
-    source = "# Parameters injected by toolkit.notebook\n" + "\n".join(
-        f"{name} = {value!r}" for name, value in parameters.items()
-    )
-    cell = nbformat.v4.new_code_cell(source)  # type: ignore[no-untyped-call]
-    cell.metadata["tags"] = ["injected-parameters"]
-    cells = notebook.cells
-    index = next(
-        (i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])),
-        -1,
-    )
-    cells.insert(index + 1, cell)
-
-
-def run_notebook(
-    source: str | Path,
-    output_dir: str | Path,
-    parameters: Mapping[str, Any] | None = None,
-    *,
-    timeout: float = 900.0,
-    html: bool = True,
-) -> Path:
-    """Execute one notebook headless (cwd = its folder) into ``output_dir``; returns the .ipynb written.
-
-    Raises :class:`PullError`-free nbclient errors as they are (a failing cell stops the run). The
-    executed copy is checked for the Discogs token, which must never appear in outputs.
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    src = Path(source)
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    notebook = nbformat.read(src, as_version=4)  # type: ignore[no-untyped-call]
-    inject_parameters(notebook, dict(parameters or {}))
-    client = NotebookClient(
-        notebook,
-        timeout=int(timeout),
-        kernel_name="python3",
-        resources={"metadata": {"path": str(src.parent)}},
-    )
-    client.execute()
-    text = nbformat.writes(notebook)  # type: ignore[no-untyped-call]
-    token = Settings.from_env().discogs_token
-    if token and token in text:
-        raise RuntimeError(f"{src.name}: the Discogs token appeared in the outputs; not saved")
-    target = out_dir / src.name
-    target.write_text(text, encoding="utf-8")
-    if html:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(notebook)  # type: ignore[no-untyped-call]
-        target.with_suffix(".html").write_text(body, encoding="utf-8")
-    return target
-
-
-def run_notebooks(
-    output_dir: str | Path = PROJECT_ROOT / "reports",
-    parameters: Mapping[str, Any] | None = None,
-    *,
-    notebooks: Sequence[str] = NOTEBOOKS,
-    timeout: float = 900.0,
-    html: bool = True,
-) -> list[Path]:
-    """Run ``notebooks`` (names in ``notebooks/``) in order, each getting ``parameters`` it declares.
-
-    ``output_dir`` is also passed to every notebook as its ``output_dir`` parameter (absolute).
-    """
-    import nbformat
-
-    out = Path(output_dir).resolve()
-    written: list[Path] = []
-    for name in notebooks:
-        path = NOTEBOOK_DIR / name
-        declared = _declared_parameters(nbformat.read(path, as_version=4))  # type: ignore[no-untyped-call]
-        given = {"output_dir": str(out), **dict(parameters or {})}
-        written.append(
-            run_notebook(
-                path,
-                out,
-                {k: v for k, v in given.items() if k in declared},
-                timeout=timeout,
-                html=html,
-            )
-        )
-    return written
-
-
-def _declared_parameters(notebook: Any) -> set[str]:
-    import ast
-
-    for cell in notebook.cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            tree = ast.parse(cell.source)
-            return {
-                target.id
-                for node in tree.body
-                if isinstance(node, ast.Assign)
-                for target in node.targets
-                if isinstance(target, ast.Name)
-            }
-    return set()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m toolkit.notebook``: execute the notebooks into an output folder, say where."""
-    parser = argparse.ArgumentParser(
-        prog="python -m toolkit.notebook", description="Execute the notebooks headless."
-    )
-    parser.add_argument("--output", default=str(PROJECT_ROOT / "reports"), help="output folder")
-    parser.add_argument("--notebook", action="append", help="notebook file name (repeatable)")
-    parser.add_argument(
-        "--simulator",
-        action="store_true",
-        help="pull from the built-in simulator even when DISCOGS_TOKEN / DISCOGS_API_URL are set",
-    )
-    parser.add_argument("--simulator-rate-limit", type=int, default=None)
-    parser.add_argument(
-        "--param", action="append", default=[], metavar="NAME=JSON", help="extra parameter"
-    )
-    parser.add_argument("--no-html", dest="html", action="store_false")
-    args = parser.parse_args(argv)
-    parameters: dict[str, Any] = {}
-    if args.simulator:
-        parameters["use_simulator"] = True
-    if args.simulator_rate_limit is not None:
-        parameters["simulator_rate_limit"] = args.simulator_rate_limit
-    for item in args.param:
-        name, _, raw = item.partition("=")
-        try:
-            parameters[name] = json.loads(raw)
-        except ValueError:
-            parameters[name] = raw
-    names = tuple(args.notebook) if args.notebook else NOTEBOOKS
-    written = run_notebooks(args.output, parameters, notebooks=names, html=args.html)
-    for path in written:
-        print(f"executed {path}" + (f" (+ {path.with_suffix('.html').name})" if args.html else ""))
-    database = parameters.get("database")
-    out = Path(args.output).resolve()
-    print(f"database:  {resolve_database(database if isinstance(database, str) else None)}")
-    print(f"data dir:  {Settings.from_env().data_dir}  (HTTP cache, saved pull reports)")
-    print(f"notebooks: {out}/*.ipynb" + (" and *.html" if args.html else ""))
-    print(f"charts:    {out}/*.png")
-    return 0
 
 
 if __name__ == "__main__":

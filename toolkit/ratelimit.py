@@ -11,10 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from toolkit.config import Settings
+from typing import Protocol
 
 __all__ = ["Limiter", "RateLimiter", "SlidingWindowLimiter", "Slot"]
 
@@ -160,11 +157,6 @@ class RateLimiter(_WaitingLimiter):
     ) -> RateLimiter:
         """A bucket of ``n`` tokens refilled over 3600 s."""
         return cls(n, 3600.0, clock=clock, sleep=sleep)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimiter:
-        """Built from ``Settings.rate_limit_capacity`` and ``rate_limit_refill_period``."""
-        return cls(settings.rate_limit_capacity, settings.rate_limit_refill_period)
 
     @property
     def capacity(self) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 from toolkit.bench.model import BenchContext, RowResult, Skip
 from toolkit.bench.report import BenchRun, load_results, to_markdown, write_results
 from toolkit.bench.rows import ROWS, select_rows
+from toolkit.config import Settings
 
 __all__ = [
     "ROWS",
@@ -22,11 +23,9 @@ __all__ = [
 ]
 
 
-def default_out_dir() -> Path:
-    """``Settings.data_dir / "bench"`` (``data/bench`` in a checkout)."""
-    from toolkit.config import Settings
-
-    return Settings.from_env().data_dir / "bench"
+def default_out_dir(settings: Settings | None = None) -> Path:
+    """``settings.data_dir / "bench"`` (default: the environment's settings; ``data/bench`` in a checkout)."""
+    return (settings or Settings.from_env()).data_dir / "bench"
 
 
 def _run_row(

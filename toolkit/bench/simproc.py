@@ -11,8 +11,10 @@ benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import selectors
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -66,11 +68,15 @@ class SimProcess:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self) -> SimProcess:
-        """Start the child and wait for its URL (raises RuntimeError if it fails to start)."""
+    def start(self, timeout: float = 120.0) -> SimProcess:
+        """Start the child and wait up to ``timeout`` s for its URL.
+
+        Raises RuntimeError if the child exits, answers an error or stays silent that long; the
+        child is then killed and reaped, so a failed start leaves no process behind.
+        """
         if self._proc is not None:
             return self
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "toolkit.bench.simproc", json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -78,8 +84,15 @@ class SimProcess:
             text=True,
             bufsize=1,
         )
-        hello = self._read()
-        self.url = str(hello["url"])
+        self._proc = proc
+        try:
+            self._wait_for_output(timeout)
+            self.url = str(self._read()["url"])
+        except BaseException:
+            self._proc = None
+            proc.kill()
+            _reap(proc)
+            raise
         return self
 
     def stop(self) -> None:
@@ -93,11 +106,8 @@ class SimProcess:
             proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
-            proc.wait(timeout=10)
         finally:
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            _reap(proc)
 
     def __enter__(self) -> SimProcess:
         return self.start()
@@ -111,6 +121,16 @@ class SimProcess:
         self.stop()
 
     # -- commands ---------------------------------------------------------------------------------
+
+    def _wait_for_output(self, timeout: float) -> None:
+        """Block until the child has written something (or closed stdout), at most ``timeout`` s."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise RuntimeError("the simulator process is not running")
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise RuntimeError(f"the simulator process did not start within {timeout:g} s")
 
     def _read(self) -> dict[str, Any]:
         proc = self._proc
@@ -154,6 +174,17 @@ class SimProcess:
     def user_release_ids(self) -> list[int]:
         """The distinct release ids of the user's collection, in collection order."""
         return [int(v) for v in self._ask("user_release_ids")["ids"]]
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Wait for a child that was asked to stop or killed, and close its pipes."""
+    try:
+        proc.wait(timeout=10)
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # stdin of a dead child: broken pipe on flush
+                    stream.close()
 
 
 # -- the child ------------------------------------------------------------------------------------
