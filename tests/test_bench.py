@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -180,6 +182,35 @@ def test_sim_process_serves_reports_and_stops() -> None:
     assert proc is not None and proc.returncode == 0 and sim._proc is None
 
 
+def _child_processes() -> set[int]:
+    """Process ids whose parent is this process, zombies included (read from /proc)."""
+    me = str(os.getpid())
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            state_and_more = stat.read_text().rsplit(")", 1)[1].split()
+            if state_and_more[1] == me:
+                children.add(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_sim_process_that_fails_to_start_leaves_no_process() -> None:
+    from toolkit.bench.simproc import SimProcess
+
+    before = _child_processes()
+    crashing = SimProcess(user="someone", releases=10, items=1)
+    crashing.config["releases"] = "ten"  # the child raises before it says where it listens
+    with pytest.raises(RuntimeError, match=r"(?s)exited: .*ValueError"):
+        crashing.start()
+    silent = SimProcess(user="someone", releases=10, items=1)
+    with pytest.raises(RuntimeError, match="did not start within"):
+        silent.start(timeout=0.001)  # still starting: killed
+    assert crashing._proc is None and silent._proc is None
+    assert _child_processes() <= before  # killed and reaped: not even a zombie is left
+
+
+@pytest.mark.slow  # a fresh interpreter importing the toolkit: ~1 s
 def test_child_idle_reports_its_own_peak_rss() -> None:
     from toolkit.bench.child import run_child
 
@@ -244,13 +275,12 @@ def test_bench_quick_smoke_writes_every_row_and_chart(
 
 
 def test_committed_notebook_has_parameters_cell_and_no_outputs() -> None:
-    import nbformat
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    assert "parameters" in notebook.cells[0].metadata.get("tags", [])
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+    # Plain JSON: importing nbformat costs ~2 s (jsonschema's format checkers).
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert "parameters" in notebook["cells"][0]["metadata"].get("tags", [])
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
 @pytest.mark.slow

@@ -169,7 +169,7 @@ def test_env_file_errors_name_the_line_never_its_text(tmp_path: Path) -> None:
     env.write_text("A=1\nDISCOGS_TOKEN\n")  # a name without a value would drop silently
     with pytest.raises(ConfigError, match="line 2 is not KEY=value"):
         read_env_file(env)
-    with pytest.raises(ConfigError, match="cannot read .env file"):
+    with pytest.raises(ConfigError, match=r"cannot read \.env file"):
         read_env_file(tmp_path)  # a folder: unreadable as a file
     assert read_env_file(tmp_path / "missing.env") == {}
 

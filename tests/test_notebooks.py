@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import RequestEvent
 from toolkit.discogs.simulator import DiscogsSimulator
+from toolkit.errors import DiscogsAuthError, HTTPCacheError
 from toolkit.explore import CHARTS
 from toolkit.notebook import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
     chart_pull,
     inject_parameters,
+    open_source,
     plot_timeline,
     run_notebooks,
 )
+from toolkit.notebook_runner import kernel_environment
+from toolkit.notebook_runner import main as runner_main
 from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport, save_pull
 
 TOKEN = "tok-NotebookSecret-93c1"
@@ -32,16 +38,20 @@ FAST = 100_000
 
 def test_committed_notebooks_start_with_a_parameters_cell_and_have_no_outputs() -> None:
     for name in NOTEBOOKS:
-        notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-        first = notebook.cells[0]
-        assert first.cell_type == "code"
-        assert "parameters" in first.metadata.get("tags", []), name
-        for cell in notebook.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, name
+        # Plain JSON: importing nbformat costs ~2 s (jsonschema's format checkers).
+        notebook = json.loads((NOTEBOOK_DIR / name).read_text(encoding="utf-8"))
+        first = notebook["cells"][0]
+        assert first["cell_type"] == "code"
+        assert "parameters" in first["metadata"].get("tags", []), name
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell["outputs"] == [] and cell["execution_count"] is None, name
 
 
+@pytest.mark.slow  # importing nbformat alone takes ~2 s
 def test_inject_parameters_goes_right_after_the_parameters_cell() -> None:
+    import nbformat
+
     notebook = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[0], as_version=4)
     count = len(notebook.cells)
     inject_parameters(notebook, {"simulator_items": 12, "database": "/x/y.duckdb"})
@@ -52,20 +62,15 @@ def test_inject_parameters_goes_right_after_the_parameters_cell() -> None:
     assert "database = '/x/y.duckdb'" in injected.source
 
 
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, data: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
-
-
 @pytest.mark.slow
 def test_notebooks_pull_with_a_token_and_write_it_nowhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server that accepts only TOKEN: the notebooks really send it, and no file written has it."""
+    import nbformat
+
     data, reports = tmp_path / "data", tmp_path / "reports"
-    _clean_environment(monkeypatch, data)
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
     catalogue = Catalogue(releases=1500, seed=9)
     catalogue.user("nb-owner", items=60)
     with DiscogsSimulator(
@@ -119,13 +124,11 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
 @pytest.mark.slow
 def test_make_demo_runner_stays_on_the_simulator_and_says_where(tmp_path: Path) -> None:
     """``python -m toolkit.notebook --simulator`` (make demo) ignores a configured server and token."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
-    }
+    import nbformat
+
     data = tmp_path / "elsewhere"
-    env.update(
+    env = dict(
+        os.environ,  # settings cleared and .env disabled by tests/conftest.py
         TOOLKIT_DATA_DIR=str(data),
         DISCOGS_TOKEN=TOKEN,
         DISCOGS_API_URL="http://127.0.0.1:9",  # nothing listens there
@@ -210,3 +213,90 @@ def test_chart_pull_falls_back_on_the_last_pull_with_release_requests(tmp_path: 
     assert chart_pull(warm, None, data_dir=tmp_path / "nothing-saved") is warm
     assert (tmp_path / "out" / "pull-timeline.png").is_file()
     plt.close("all")
+
+
+def _simulator_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("discogs-sim:")}
+
+
+def _open_descriptors_of(path: Path) -> list[str]:
+    """File descriptors of this process open on ``path`` (its SQLite ``-wal``/``-shm`` too)."""
+    fds = Path("/proc/self/fd")
+    targets = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile (e.g. the listing's own fd)
+            targets.append(os.readlink(fd))
+    return [t for t in targets if t.startswith(str(path))]
+
+
+@pytest.mark.slow  # ~1 s: the simulator builds its 1,500-release demo catalogue
+def test_open_source_stops_the_simulator_when_the_client_cannot_open(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    settings = Settings(data_dir=blocker / "data")  # the HTTP cache cannot be created there
+    before = _simulator_threads()
+    with pytest.raises(HTTPCacheError):
+        open_source(use_simulator=True, simulator_items=3, settings=settings)
+    assert _simulator_threads() == before
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize(
+    ("token", "error"), [("wrong-token", DiscogsAuthError), (None, ValueError)]
+)
+def test_open_source_closes_the_client_when_a_later_step_fails(
+    tmp_path: Path, token: str | None, error: type[Exception]
+) -> None:
+    """``username=None`` asks the server who the token is: a refused token (or none) closes all."""
+    catalogue = Catalogue(releases=50, seed=1)
+    catalogue.user("owner", items=3)
+    with DiscogsSimulator(catalogue, tokens={TOKEN: "owner"}, latency=0.0, jitter=0.0) as server:
+        settings = Settings(
+            discogs_token=token,
+            discogs_api_url=server.url,
+            discogs_api_url_configured=True,
+            data_dir=tmp_path,
+        )
+        with pytest.raises(error):
+            open_source(settings=settings)
+        assert server.stats().by_status.get(401) == (1 if token else None)
+    assert settings.http_cache_path.is_file()  # the client did open it ...
+    assert _open_descriptors_of(settings.http_cache_path) == []  # ... and closed it again
+
+
+def test_notebook_module_re_exports_the_runner() -> None:
+    import toolkit.notebook
+    import toolkit.notebook_runner
+
+    for name in toolkit.notebook_runner.__all__:
+        if name in toolkit.notebook.__all__:
+            assert getattr(toolkit.notebook, name) is getattr(toolkit.notebook_runner, name)
+    assert {"run_notebook", "run_notebooks", "inject_parameters", "main"} <= set(
+        toolkit.notebook.__all__
+    )
+
+
+def test_kernels_read_the_env_file_the_runner_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernels run in ``notebooks/``: the runner pins its ``.env`` for them (or none)."""
+    (tmp_path / ".env").write_text("DISCOGS_RATE_LIMIT=12\n")
+    monkeypatch.chdir(tmp_path)
+    assert kernel_environment()[ENV_FILE_VARIABLE] == ""  # disabled here: stays disabled
+    monkeypatch.delenv(ENV_FILE_VARIABLE)
+    env = kernel_environment()
+    assert env[ENV_FILE_VARIABLE] == str(tmp_path / ".env")
+    assert Settings.from_env(env).discogs_rate_limit == 12
+
+
+def test_runner_main_reports_bad_settings_and_bad_parameters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        runner_main(["--param", "no-equals-sign"])
+    assert usage.value.code == 2
+    monkeypatch.setenv("DISCOGS_RATE_LIMIT", "fast")
+    capsys.readouterr()
+    assert runner_main(["--no-html"]) == 1  # before any kernel is started
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DISCOGS_RATE_LIMIT" in err

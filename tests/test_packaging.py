@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -45,3 +48,29 @@ def test_py_typed_marker_ships() -> None:
 def test_notebooks_are_committed_without_outputs() -> None:
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         assert '"output_type"' not in notebook.read_text(), notebook.name
+
+
+def _imported_top_level_names(folder: Path) -> set[str]:
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"toolkit", "__future__"}
+
+
+def test_every_package_the_code_imports_is_declared() -> None:
+    """Each third-party import in toolkit/ is a runtime dependency (or a ``bench`` extra's)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    declared |= {_name(r) for r in project["optional-dependencies"]["bench"]}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {
+        module: distributions.get(module, ["?"])
+        for module in _imported_top_level_names(ROOT / "toolkit")
+        if not {_name(d) for d in distributions.get(module, [])} & declared
+    }
+    assert missing == {}
