@@ -303,3 +303,16 @@ def test_notebook_charts_the_quick_results(quick_run: Path, tmp_path: Path) -> N
         if "image/png" in output.get("data", {})
     ]
     assert len(images) == len(ROWS)
+
+
+def test_bench_command_reads_settings_once_at_the_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``main`` resolves the settings: the data dir gives the default --out; a bad one is one line."""
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path / "data"))
+    assert main(["bench", "--markdown"]) == 1
+    assert f"no results in {tmp_path / 'data' / 'bench'}" in capsys.readouterr().err
+    monkeypatch.setenv("CONCURRENCY_MAX_TASKS", "many")
+    assert main(["bench", "--markdown", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CONCURRENCY_MAX_TASKS" in err

@@ -171,6 +171,9 @@ def test_env_file_errors_name_the_line_never_its_text(tmp_path: Path) -> None:
         read_env_file(env)
     with pytest.raises(ConfigError, match=r"cannot read \.env file"):
         read_env_file(tmp_path)  # a folder: unreadable as a file
+    env.write_bytes(b"DISCOGS_TOKEN=\xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_env_file(env)
     assert read_env_file(tmp_path / "missing.env") == {}
 
 

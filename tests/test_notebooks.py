@@ -229,7 +229,6 @@ def _open_descriptors_of(path: Path) -> list[str]:
     return [t for t in targets if t.startswith(str(path))]
 
 
-@pytest.mark.slow  # ~1 s: the simulator builds its 1,500-release demo catalogue
 def test_open_source_stops_the_simulator_when_the_client_cannot_open(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

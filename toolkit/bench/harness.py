@@ -15,7 +15,7 @@ import gc
 import itertools
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,7 +27,6 @@ __all__ = [
     "interleaved",
     "loop_of",
     "paired_differences",
-    "summaries",
     "summarize",
     "time_once",
 ]
@@ -170,8 +169,3 @@ def interleaved(
             n = loops[cand.name]
             results[cand.name].append(time_once(cand.body, n) / 1e9 / n)
     return results
-
-
-def summaries(samples: Mapping[str, list[float]], factor: float = 1.0) -> dict[str, Summary]:
-    """:func:`summarize` each list of a mapping, multiplying by ``factor`` (e.g. 1e6 for µs)."""
-    return {name: summarize(values).scaled(factor) for name, values in samples.items()}

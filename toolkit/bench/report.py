@@ -89,13 +89,6 @@ class BenchRun:
     seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=machine_info)
 
-    def row(self, key: str) -> RowResult:
-        """The row with ``key`` (or its number as a string)."""
-        for result in self.rows:
-            if key in (result.key, str(result.number)):
-                return result
-        raise KeyError(key)
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
