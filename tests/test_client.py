@@ -897,7 +897,7 @@ def test_memory_cache_is_bounded_and_falls_back_to_the_http_cache(
     for n in range(3):
         scripted.script(f"/releases/{n}", Reply(body=rel(n)))
     with make_client(scripted.url, tmp_path / "a.sqlite") as default:
-        assert default._memory.max_entries == DEFAULT_MEMORY_ENTRIES == 2_000
+        assert default._mem.max_entries == DEFAULT_MEMORY_ENTRIES == 2_000
     with make_client(scripted.url, tmp_path / "b.sqlite", memory_max_entries=2) as client:
         for n in (0, 1, 2, 2, 0):
             assert client.get_release(n) == rel(n)

@@ -182,7 +182,7 @@ class HTTPCacheStore:
     def delete(self, key: str) -> None:
         """Remove an entry (an answer that must be asked for again); failures only logged."""
         try:
-            self._backend.delete(key)  # type: ignore[no-untyped-call]
+            self._backend.delete(key)
         except sqlite3.Error as exc:
             _log.warning("could not delete an HTTP cache entry: %s", exc)
 
