@@ -659,7 +659,7 @@ class ConcurrencyManager:
             clock=clock,
         )
         # The engine's threads never reference the manager, so this runs once nobody else does.
-        self._finalizer = weakref.finalize(self, self._engine.close, False)
+        weakref.finalize(self, self._engine.close, False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ConcurrencyManager:
