@@ -206,15 +206,12 @@ class _Engine:
 
     @property
     def peak_active(self) -> int:
-        """The most callables that ran at once since construction or the last :meth:`reset`."""
+        """See :meth:`ConcurrencyManager.peak_active`."""
         with self._lock:
             return self._peak
 
     def enqueue(self, task: Task[T]) -> Future[TaskResult[T]]:
-        """Queue ``task``; the future resolves (never raises) with its :class:`TaskResult`.
-
-        Raises ValueError if a task with the same id is still queued, running or backing off.
-        """
+        """See :meth:`ConcurrencyManager.enqueue`."""
         future: Future[TaskResult[T]] = Future()
         job = self._make_job(task, cast("Future[TaskResult[Any]]", future), None, 0)
         with self._lock:
@@ -226,11 +223,7 @@ class _Engine:
         return future
 
     def enqueue_batch(self, tasks: Iterable[Task[T]]) -> list[TaskResult[T]]:
-        """Run ``tasks`` and block until all finish; results come back in input order.
-
-        All-or-nothing admission: a duplicate id (within ``tasks`` or in flight) raises ValueError
-        before any task is queued. Do not call from inside a task of the same manager.
-        """
+        """See :meth:`ConcurrencyManager.enqueue_batch`."""
         task_list = list(tasks)
         if not task_list:
             return []
@@ -251,22 +244,22 @@ class _Engine:
         return cast(list[TaskResult[T]], batch.results)
 
     def get_result(self, task_id: str) -> TaskResult[Any] | None:
-        """The recorded result of ``task_id``, or None if it has not finished (or was reset)."""
+        """See :meth:`ConcurrencyManager.get_result`."""
         with self._lock:
             return self._results.get(task_id)
 
     def get_successful(self) -> list[TaskResult[Any]]:
-        """Successful results in completion order."""
+        """See :meth:`ConcurrencyManager.get_successful`."""
         with self._lock:
             return [r for r in self._results.values() if r.success]
 
     def get_failed(self) -> list[TaskResult[Any]]:
-        """Failed results (including tasks removed by :meth:`clear`) in completion order."""
+        """See :meth:`ConcurrencyManager.get_failed`."""
         with self._lock:
             return [r for r in self._results.values() if not r.success]
 
     def get_stats(self) -> ConcurrencyStats:
-        """A consistent snapshot of the counters."""
+        """See :meth:`ConcurrencyManager.get_stats`."""
         with self._lock:
             finished = self._completed + self._failed
             return ConcurrencyStats(
@@ -282,15 +275,12 @@ class _Engine:
             )
 
     def wait_all(self, timeout: float | None = None) -> bool:
-        """Block until no task is queued, running or backing off; False if ``timeout`` ran out.
-
-        Abandoned (timed-out) callables still running are not waited for.
-        """
+        """See :meth:`ConcurrencyManager.wait_all`."""
         with self._lock:
             return self._done.wait_for(lambda: not self._in_flight, timeout)
 
     def reset(self) -> None:
-        """Forget recorded results and statistics; tasks in flight keep running and count anew."""
+        """See :meth:`ConcurrencyManager.reset`."""
         with self._lock:
             self._results.clear()
             self._total = len(self._in_flight)
@@ -300,11 +290,7 @@ class _Engine:
             self._peak = self._active
 
     def clear(self) -> int:
-        """Remove tasks not running an attempt (queued or backing off); returns how many.
-
-        Each removed task gets a failed result with a :class:`~concurrent.futures.CancelledError`,
-        recorded and delivered to its future or batch, so no caller waits forever.
-        """
+        """See :meth:`ConcurrencyManager.clear`."""
         with self._lock:
             removed = [entry[2] for entry in sorted(self._heap)]
             removed += [job for job in self._in_flight.values() if job.phase == _BACKOFF]
@@ -322,11 +308,7 @@ class _Engine:
         return len(removed)
 
     def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
-        """Stop accepting tasks; with ``wait``, let queued tasks finish first.
-
-        ``cancel_pending`` first calls :meth:`clear`. Worker threads are joined unless an abandoned
-        timed-out callable is still running (they are daemon threads and exit when it returns).
-        """
+        """See :meth:`ConcurrencyManager.close`."""
         if cancel_pending:
             self.clear()
         with self._lock:
