@@ -464,6 +464,12 @@ def test_threads_share_one_client(scripted: ScriptedServer, tmp_path: Path) -> N
     assert stats.network_requests + stats.cache_hits + stats.memory_hits == 120
 
 
+def test_bad_retry_arguments_are_refused_up_front(tmp_path: Path) -> None:
+    for bad in ({"max_retries": -1}, {"backoff_jitter": 1.5}, {"backoff_base": -0.1}):
+        with pytest.raises(ValueError):
+            DiscogsClient(cache_path=":memory:", settings=Settings(data_dir=tmp_path), **bad)
+
+
 def test_closed_client_refuses(tmp_path: Path) -> None:
     client = DiscogsClient(cache_path=":memory:", settings=Settings(data_dir=tmp_path))
     client.close()

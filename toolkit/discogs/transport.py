@@ -149,7 +149,7 @@ class Transport:
     """Sends ``GET`` requests through a limiter and retries them, counting everything in ``counters``.
 
     5xx answers, connection failures and unparseable 200 bodies are retried ``max_retries`` times
-    after :func:`~toolkit.backoff.backoff_delay` (half of each delay random). A 429 is not a
+    after :func:`~toolkit.backoff.backoff_delay` (``backoff_jitter`` of it random). A 429 is not a
     failure: its ``Retry-After`` pauses the limiter for every thread sharing it (capped by
     ``limiter.max_pause``), one without tells the limiter its window is full; after
     ``2 * max_retries + 10`` of them the 429 is raised. The server's ``X-Discogs-Ratelimit`` is
@@ -173,6 +173,8 @@ class Transport:
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if backoff_base < 0 or backoff_cap < 0 or not 0.0 <= backoff_jitter <= 1.0:
+            raise ValueError("backoff_base and backoff_cap must be >= 0, backoff_jitter in [0, 1]")
         self._token = token
         self._limiter = limiter
         self._limit_cap = limit_cap
