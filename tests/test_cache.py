@@ -6,50 +6,14 @@ import gc
 import random
 import sys
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from toolkit.cache import CacheService, CacheStats
 from toolkit.config import Settings
-
-
-class FakeClock:
-    """A settable clock; optionally signals when a given thread reads it.
-
-    While ``held_at`` is set, the watched thread keeps reading that time instead (and is not
-    "seen"), so a test can move the clock without that thread acting on the new time yet.
-    """
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.watch: threading.Thread | None = None
-        self.held_at: float | None = None
-        self.seen = threading.Event()
-
-    def __call__(self) -> float:
-        if self.watch is not None and threading.current_thread() is self.watch:
-            held = self.held_at
-            if held is not None:
-                return held
-            self.seen.set()
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` real seconds pass (for thread hand-offs only)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
+from toolkit.testing import WAIT, FakeClock, wait_until
 
 
 @pytest.fixture
@@ -142,7 +106,9 @@ def test_huge_finite_cleanup_interval_waits_instead_of_crashing() -> None:
     assert thread is not None
     try:
         # Either it reaches its (long) wait or, with the bug, it dies at once.
-        assert wait_for(lambda: _blocked_in_wait(thread) or not thread.is_alive())
+        wait_until(
+            lambda: _blocked_in_wait(thread) or not thread.is_alive(), "the sweep to wait or die"
+        )
         assert thread.is_alive(), "the sweep thread died"
     finally:
         cache.destroy()
@@ -242,8 +208,14 @@ def test_from_settings() -> None:
     cache = CacheService.from_settings(
         Settings(cache_default_ttl=5.0, cache_auto_cleanup=False, cache_cleanup_interval=2.0)
     )
-    assert cache.default_ttl == 5.0
+    assert (cache.default_ttl, cache.cleanup_interval) == (5.0, 2.0)
     assert cache.cleanup_thread is None
+    swept = CacheService.from_settings(Settings(cache_cleanup_interval=2.0))
+    try:
+        assert swept.cleanup_interval == 2.0
+        assert swept.cleanup_thread is not None and swept.cleanup_thread.is_alive()
+    finally:
+        swept.destroy()
 
 
 # ---------------------------------------------------------------- get_or_set
@@ -292,7 +264,7 @@ def test_get_or_set_calls_factory_once_under_16_threads(cache: CacheService) -> 
         t.start()
     assert entered.wait(10)
     # Every thread has looked the key up (a miss each) before the factory finishes.
-    assert wait_for(lambda: cache.get_stats().misses == 16)
+    wait_until(lambda: cache.get_stats().misses == 16, "16 threads to miss")
     release.set()
     for t in threads:
         t.join(10)
@@ -324,7 +296,7 @@ def test_get_or_set_error_reaches_waiters_and_is_not_cached(cache: CacheService)
     assert entered.wait(10)
     follower = threading.Thread(target=worker)
     follower.start()
-    assert wait_for(lambda: cache.get_stats().misses == 2)
+    wait_until(lambda: cache.get_stats().misses == 2, "both threads to miss")
     release.set()
     leader.join(10)
     follower.join(10)
@@ -409,7 +381,7 @@ def test_auto_cleanup_thread_removes_expired_entries(clock: FakeClock) -> None:
         clock.held_at = None
         # The sweep reads the clock under the cache lock, so once it has seen the new time, our
         # next call waits for that sweep to finish.
-        assert clock.seen.wait(10), "the sweep thread never ran"
+        assert clock.seen.wait(WAIT), "the sweep thread never ran"
         stats = cache.get_stats()
         assert stats.evictions == 2
         assert stats.size == 1

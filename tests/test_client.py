@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -11,12 +13,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from toolkit.backoff import nested_retry_bound
+from toolkit.concurrency import ConcurrencyManager, Task
 from toolkit.config import Settings
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import (
@@ -25,8 +30,10 @@ from toolkit.discogs.client import (
     DiscogsClient,
     RequestEvent,
 )
+from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.errors import (
+    DatabaseError,
     DiscogsAuthError,
     DiscogsError,
     DiscogsNotFoundError,
@@ -36,6 +43,7 @@ from toolkit.errors import (
     HTTPCacheError,
 )
 from toolkit.ratelimit import SlidingWindowLimiter
+from toolkit.testing import WAIT, FakeClock, wait_until
 
 TOKEN = "tok-ALPHA-7f3e9c1d2b4a6e8f0a1b2c3d4e5f6a7b"
 OTHER_TOKEN = "tok-BRAVO-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
@@ -43,26 +51,6 @@ OTHER_TOKEN = "tok-BRAVO-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
 
 def no_sleep(seconds: float) -> None:
     """Back-off sleeps in tests: none (the limiter keeps real time)."""
-
-
-class FakeClock:
-    """Shared time for a simulator, limiters and clients: only sleeping through it moves it.
-
-    A limiter's wait then advances exactly as far as it asked, and the simulator dates arrivals by
-    the same time, so window tests never depend on how fast the machine runs.
-    """
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self.lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.now += seconds
 
 
 def rel(rid: int) -> dict[str, Any]:
@@ -338,15 +326,17 @@ def test_429_honours_retry_after_and_learns_headers(
         ),
     )
     sleeps: list[float] = []
-    limiter = SlidingWindowLimiter(100, 60.0)
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(100, 60.0, clock=clock, sleep=clock.sleep)
     with make_client(
-        scripted.url, tmp_path / "c.sqlite", limiter=limiter, sleep=sleeps.append
+        scripted.url, tmp_path / "c.sqlite", limiter=limiter, sleep=sleeps.append, clock=clock
     ) as client:
         assert client.get_release(4) == rel(4)
         stats = client.stats()
-    assert sleeps == [0.25]
+    # The wait is the limiter's pause (shared by every thread), not a back-off of this thread.
+    assert clock.sleeps == [0.25] and sleeps == []
     assert stats.rate_limited == 1 and stats.retries == 0
-    assert stats.limiter_wait_seconds >= 0.25
+    assert stats.limiter_wait_seconds == 0.25
     assert limiter.limit == 40  # adopted the server's limit
     assert limiter.get_tokens() == 5  # and its view of what remains
 
@@ -373,7 +363,7 @@ def test_429_without_retry_after_waits_for_window_then_gives_up(
 def expire(client: DiscogsClient, path: str) -> None:
     """White-box: move the HTTP-cache entry of ``path`` past its expiry (no waiting on clocks)."""
     key = client._key(client.base_url + path)
-    cache = client._session.cache
+    cache = client._cache.backend
     cached = cache.get_response(key)
     assert cached is not None
     cached.expires = datetime.now(UTC) - timedelta(seconds=1)
@@ -472,6 +462,12 @@ def test_threads_share_one_client(scripted: ScriptedServer, tmp_path: Path) -> N
     assert all(scripted.hits(f"/releases/{n}") >= 1 for n in range(40))
     assert stats.network_requests == sum(scripted.hits(f"/releases/{n}") for n in range(40))
     assert stats.network_requests + stats.cache_hits + stats.memory_hits == 120
+
+
+def test_bad_retry_arguments_are_refused_up_front(tmp_path: Path) -> None:
+    for bad in ({"max_retries": -1}, {"backoff_jitter": 1.5}, {"backoff_base": -0.1}):
+        with pytest.raises(ValueError):
+            DiscogsClient(cache_path=":memory:", settings=Settings(data_dir=tmp_path), **bad)
 
 
 def test_closed_client_refuses(tmp_path: Path) -> None:
@@ -907,7 +903,7 @@ def test_memory_cache_is_bounded_and_falls_back_to_the_http_cache(
     for n in range(3):
         scripted.script(f"/releases/{n}", Reply(body=rel(n)))
     with make_client(scripted.url, tmp_path / "a.sqlite") as default:
-        assert default._memory.max_entries == DEFAULT_MEMORY_ENTRIES == 2_000
+        assert default._mem.max_entries == DEFAULT_MEMORY_ENTRIES == 2_000
     with make_client(scripted.url, tmp_path / "b.sqlite", memory_max_entries=2) as client:
         for n in (0, 1, 2, 2, 0):
             assert client.get_release(n) == rel(n)
@@ -925,13 +921,252 @@ def test_fast_cache_reads_agree_with_requests_cache(
     with make_client(scripted.url, tmp_path / "c.sqlite") as client:
         client.get_release(9)
         key = client._key(f"{scripted.url}/releases/9")
-        assert client._record_loads is not None  # the SELECT path is in use for the file
+        store = client._cache
+        assert store._record_loads is not None  # the SELECT path is in use for the file
         for expired in (False, True):
             if expired:
                 expire(client, "/releases/9")
-            fast = client._read_cache(key)
-            slow = client._session.cache.get_response(key)
+            fast = store.read(key)
+            slow = store.backend.get_response(key)
             assert fast is not None and slow is not None
             assert (fast.content, fast.expired) == (slow.content, slow.is_expired)
             assert fast.expired is expired
-        assert client._read_cache(client._key(f"{scripted.url}/releases/10")) is None
+        assert store.read(client._key(f"{scripted.url}/releases/10")) is None
+
+
+# --------------------------------------------------------------------------- HTTP cache file upkeep
+
+
+def test_http_cache_stats_and_clear(scripted: ScriptedServer, tmp_path: Path) -> None:
+    path = tmp_path / "http_cache.sqlite"
+    assert http_cache_stats(path) == {
+        "path": str(path),
+        "exists": False,
+        "bytes": 0,
+        "responses": 0,
+    }
+    assert clear_http_cache(path) == 0
+    for n in range(3):
+        scripted.script(f"/releases/{n}", Reply(body=rel(n)))
+    with make_client(scripted.url, path) as client:
+        for n in range(3):
+            client.get_release(n)
+        assert http_cache_stats(path)["responses"] == 3  # a read-only look while in use
+    stats = http_cache_stats(path)
+    assert stats["exists"] and stats["responses"] == 3
+    assert stats["bytes"] >= path.stat().st_size > 0
+    on_disk = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith(path.name))
+    assert clear_http_cache(path) == on_disk
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("http_cache.sqlite")]
+    path.write_bytes(b"not a cache at all\n" * 300)
+    with pytest.raises(DatabaseError, match="not a readable HTTP cache"):
+        http_cache_stats(path)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_library_clients_never_read_the_environment_or_dotenv(
+    scripted: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted.script("/releases/1", Reply(body=rel(1)))
+    scripted.script("/oauth/identity", Reply(401, {"message": "Token rejected."}))
+    monkeypatch.setenv("DISCOGS_TOKEN", TOKEN)
+    monkeypatch.setenv("DISCOGS_API_URL", scripted.url)
+    monkeypatch.setenv("DISCOGS_RATE_LIMIT", "7")
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path / "env-data"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("DISCOGS_USER_AGENT=from-dotenv/1.0\nCACHE_DEFAULT_TTL=5000\n")
+    defaults = Settings()
+    with DiscogsClient(cache_path=":memory:") as plain:
+        assert not plain.has_token
+        assert plain.base_url == defaults.discogs_api_url
+        assert plain.limiter.limit == 25  # anonymous default, not DISCOGS_RATE_LIMIT
+        assert plain._mem.default_ttl == defaults.cache_default_ttl
+    with DiscogsClient(base_url=scripted.url, cache_path=":memory:") as plain:
+        plain.get_release(1)
+    _, sent = scripted.log[-1]
+    assert "Authorization" not in sent and sent["User-Agent"] == defaults.discogs_user_agent
+
+    with DiscogsClient.from_env() as configured:
+        assert configured.has_token and configured.base_url == scripted.url
+        assert configured.limiter.limit == 7
+        assert configured.cache_path == tmp_path / "env-data" / "http_cache.sqlite"
+        assert configured._mem.default_ttl == 5.0
+        configured.get_release(1)
+        _, sent = scripted.log[-1]
+        with pytest.raises(DiscogsAuthError) as info:
+            configured.identity()
+        shown = [repr(configured), str(info.value), repr(info.value)]
+    assert sent["Authorization"] == f"Discogs token={TOKEN}"
+    assert sent["User-Agent"] == "from-dotenv/1.0"
+    assert all(TOKEN not in text for text in shown)
+
+
+def test_memory_cache_follows_the_cache_settings(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.script("/releases/1", Reply(body=rel(1)))
+    clock = FakeClock()
+    kept = Settings(
+        data_dir=tmp_path,
+        cache_default_ttl=10.0,
+        cache_auto_cleanup=False,
+        cache_cleanup_interval=123.0,
+    )
+    quick: dict[str, Any] = {"limiter": SlidingWindowLimiter(1000, 60.0), "clock": clock}
+    with DiscogsClient(TOKEN, base_url=scripted.url, settings=kept, **quick) as client:
+        memory = client._mem
+        assert (memory.default_ttl, memory.cleanup_interval) == (10.0, 123.0)
+        assert memory.cleanup_thread is None
+        client.get_release(1)
+        clock.advance(9.5)
+        client.get_release(1)  # still in memory
+        clock.advance(1.0)
+        client.get_release(1)  # gone from memory after 10 s; the HTTP cache answers
+        stats = client.stats()
+    assert (stats.network_requests, stats.memory_hits, stats.cache_hits) == (1, 1, 1)
+
+    swept = Settings(data_dir=tmp_path, cache_default_ttl=10.0, cache_cleanup_interval=0.01)
+    with DiscogsClient(
+        TOKEN, base_url=scripted.url, settings=swept, cache_path=":memory:", **quick
+    ) as client:
+        thread = client._mem.cleanup_thread
+        assert thread is not None and thread.is_alive()
+        client.get_release(1)
+        clock.advance(11.0)
+        wait_until(lambda: client._mem.get_stats().evictions == 1, "the sweep to drop the entry")
+    assert not thread.is_alive()
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def _open_files(path: Path) -> list[str]:
+    """Paths starting with ``path`` that this process holds open (Linux /proc)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_half_built_client_closes_what_it_opened(tmp_path: Path) -> None:
+    cache = tmp_path / "http_cache.sqlite"
+    # Fails after the cache file and the HTTP session were opened: the memory cache refuses.
+    refused = Settings(data_dir=tmp_path, cache_cleanup_interval=0.0)
+    with pytest.raises(ValueError, match="cleanup_interval"):
+        DiscogsClient(TOKEN, cache_path=cache, settings=refused)
+    assert cache.exists()  # it got as far as opening the file
+    assert _open_files(cache) == []
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database, just garbage bytes " * 200)
+    with pytest.raises(HTTPCacheError):
+        DiscogsClient(TOKEN, cache_path=corrupt, settings=Settings(data_dir=tmp_path))
+    assert _open_files(corrupt) == []
+    with DiscogsClient(TOKEN, cache_path=cache, settings=Settings(data_dir=tmp_path)):
+        assert _open_files(cache)  # the check sees an open client's files
+    assert _open_files(cache) == []
+
+
+# --------------------------------------------------------------------------- retries and 429s
+
+
+def test_backoff_schedule_is_exponential_and_capped(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    scripted.script("/releases/8", Reply(503))
+    sleeps: list[float] = []
+    with (
+        make_client(
+            scripted.url,
+            tmp_path / "c.sqlite",
+            max_retries=5,
+            backoff_base=0.5,
+            backoff_cap=1.5,
+            backoff_jitter=0.0,
+            sleep=sleeps.append,
+        ) as client,
+        pytest.raises(DiscogsUnavailableError, match="6 attempts"),
+    ):
+        client.get_release(8)
+    assert sleeps == [0.5, 1.0, 1.5, 1.5, 1.5]
+
+
+def test_client_and_manager_retries_multiply_within_the_documented_bound(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    rid = catalogue.release_ids()[0]
+    client_sleeps: list[float] = []
+    clock = FakeClock()  # the manager's back-offs, recorded and not waited out
+    with (
+        DiscogsSimulator(
+            catalogue, rate_limit=1000, latency=0, jitter=0, faults=FaultPlan(error_rate=1.0)
+        ) as sim,
+        sim_client(
+            sim,
+            tmp_path / "c.sqlite",
+            max_retries=2,
+            backoff_base=0.5,
+            backoff_cap=0.75,
+            sleep=client_sleeps.append,
+        ) as client,
+        ConcurrencyManager(
+            max_concurrent=1, retries=3, backoff_base=1.0, backoff_cap=1.5, sleep=clock.sleep
+        ) as manager,
+    ):
+        result = manager.enqueue(Task("release", partial(client.get_release, rid))).result(WAIT)
+        sent = sim.stats().requests
+    bound = nested_retry_bound(2, 0.5, 0.75, 3, 1.0, 1.5)
+    assert not result.success and isinstance(result.error, DiscogsUnavailableError)
+    assert result.attempt == 4
+    assert sent == bound.attempts == (2 + 1) * (3 + 1)
+    assert len(client_sleeps) == 4 * 2 and clock.sleeps == [1.0, 1.5, 1.5]
+    assert sum(client_sleeps) + sum(clock.sleeps) <= bound.backoff_seconds == 4 * 1.25 + 4.0
+
+
+class GatedSleep:
+    """A limiter's ``sleep`` that records who waits, blocks until ``gate`` opens, then moves time."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.waiting: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        with self.lock:
+            self.waiting.append(seconds)
+        assert self.gate.wait(WAIT), "the gate never opened"
+        self.clock.sleep(seconds)
+
+
+def test_retry_after_pauses_every_thread_sharing_the_limiter(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    first, second = catalogue.release_ids()[:2]
+    clock = FakeClock()
+    gated = GatedSleep(clock)
+    limiter = SlidingWindowLimiter(1000, 60.0, clock=clock, sleep=gated)
+    storm = FaultPlan(throttle_storms=((1, 1),))  # request 1: 429 with "Retry-After: 1"
+    with (
+        DiscogsSimulator(
+            catalogue, latency=0, jitter=0, retry_after=True, faults=storm, clock=clock
+        ) as sim,
+        sim_client(sim, tmp_path / "c.sqlite", limiter=limiter, clock=clock) as client,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        throttled = pool.submit(client.get_release, first)
+        wait_until(lambda: len(gated.waiting) == 1, "the 429's receiver to wait on the limiter")
+        assert limiter.paused_for() == pytest.approx(1.0)
+        other = pool.submit(client.get_release, second)
+        wait_until(lambda: len(gated.waiting) == 2, "another thread to wait on the pause")
+        assert sim.stats().requests == 1  # nobody sent anything during the pause
+        gated.gate.set()
+        assert throttled.result(WAIT)["id"] == first and other.result(WAIT)["id"] == second
+        log = sim.request_log
+        stats = client.stats()
+    assert [record.status for record in log] == [429, 200, 200]
+    assert all(record.time >= log[0].time + 1.0 for record in log[1:])
+    assert stats.rate_limited == 1 and stats.limiter_wait_seconds >= 1.0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from functools import partial
@@ -15,39 +17,9 @@ from hypothesis import strategies as st
 from toolkit.concurrency import ConcurrencyManager, ConcurrencyStats, Task, TaskResult
 from toolkit.config import Settings
 from toolkit.errors import TaskTimeoutError
+from toolkit.testing import WAIT, FakeClock, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-WAIT = 10.0  # generous bound for Event waits, only hit when something is broken
-
-
-class FakeClock:
-    """A clock that only moves when told to (by a fake sleep or a task)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self.lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.now += seconds
-
-
-class Sleeps:
-    """Collects requested sleeps instead of waiting them out (tenacity style)."""
-
-    def __init__(self, clock: FakeClock | None = None) -> None:
-        self.requested: list[float] = []
-        self.clock = clock
-
-    def __call__(self, seconds: float) -> None:
-        self.requested.append(seconds)
-        if self.clock is not None:
-            self.clock.advance(seconds)
 
 
 class Flaky:
@@ -97,14 +69,6 @@ def make_gate(gates: list[Gate], value: object = "gate") -> Gate:
     gate = Gate(value)
     gates.append(gate)
     return gate
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` (a thread hand-off) until true; fail after ``WAIT`` real seconds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
 
 
 # ---------------------------------------------------------------- basics
@@ -174,14 +138,14 @@ def test_validation() -> None:
 
 def test_from_settings() -> None:
     settings_ = Settings(concurrency_max_tasks=7, concurrency_retries=4, concurrency_timeout=1.5)
-    sleeps = Sleeps()
-    manager = ConcurrencyManager.from_settings(settings_, backoff_base=0.5, sleep=sleeps)
+    sleeps = FakeClock()  # its sleep records the back-offs
+    manager = ConcurrencyManager.from_settings(settings_, backoff_base=0.5, sleep=sleeps.sleep)
     flaky = Flaky(failures=10)
     with manager:
         assert manager.max_concurrent == 7
         result = manager.enqueue(Task("f", flaky)).result(timeout=WAIT)
     assert result.attempt == 5
-    assert sleeps.requested == pytest.approx([0.5, 1.0, 2.0, 4.0])
+    assert sleeps.sleeps == pytest.approx([0.5, 1.0, 2.0, 4.0])
 
 
 # ---------------------------------------------------------------- limit
@@ -275,11 +239,11 @@ def test_start_order_is_priority_then_fifo(priorities: list[int]) -> None:
 
 
 def test_backoff_schedule_and_attempt_count() -> None:
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
     flaky = Flaky(failures=100)
-    with ConcurrencyManager(retries=3, backoff_base=0.1, sleep=sleeps) as manager:
+    with ConcurrencyManager(retries=3, backoff_base=0.1, sleep=sleeps.sleep) as manager:
         result = manager.enqueue(Task("f", flaky)).result(timeout=WAIT)
-    assert sleeps.requested == pytest.approx([0.1, 0.2, 0.4])
+    assert sleeps.sleeps == pytest.approx([0.1, 0.2, 0.4])
     assert flaky.calls == 4
     assert result.attempt == 4
     assert result.success is False
@@ -287,21 +251,33 @@ def test_backoff_schedule_and_attempt_count() -> None:
     assert str(result.error) == "failure 4"
 
 
+def test_backoff_is_capped() -> None:
+    sleeps = FakeClock()  # its sleep records the back-offs
+    with ConcurrencyManager(
+        retries=5, backoff_base=0.1, backoff_cap=0.5, sleep=sleeps.sleep
+    ) as manager:
+        result = manager.enqueue(Task("f", Flaky(failures=100))).result(timeout=WAIT)
+    assert sleeps.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5])
+    assert result.attempt == 6
+    with pytest.raises(ValueError, match="backoff_cap"):
+        ConcurrencyManager(backoff_cap=-1.0)
+
+
 def test_zero_retries_means_exactly_one_attempt() -> None:
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
     flaky = Flaky(failures=1)
-    with ConcurrencyManager(retries=0, sleep=sleeps) as manager:
+    with ConcurrencyManager(retries=0, sleep=sleeps.sleep) as manager:
         result = manager.enqueue(Task("f", flaky)).result(timeout=WAIT)
     assert flaky.calls == 1
     assert result.attempt == 1
     assert not result.success
-    assert sleeps.requested == []
+    assert sleeps.sleeps == []
 
 
 def test_retry_then_success() -> None:
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
     flaky = Flaky(failures=2, value="finally")
-    with ConcurrencyManager(retries=2, sleep=sleeps) as manager:
+    with ConcurrencyManager(retries=2, sleep=sleeps.sleep) as manager:
         result = manager.enqueue(Task("f", flaky)).result(timeout=WAIT)
     assert (result.success, result.result, result.attempt, result.error) == (
         True,
@@ -309,12 +285,12 @@ def test_retry_then_success() -> None:
         3,
         None,
     )
-    assert sleeps.requested == pytest.approx([0.1, 0.2])
+    assert sleeps.sleeps == pytest.approx([0.1, 0.2])
 
 
 def test_task_retries_override_the_default() -> None:
-    sleeps = Sleeps()
-    with ConcurrencyManager(retries=5, sleep=sleeps) as manager:
+    sleeps = FakeClock()  # its sleep records the back-offs
+    with ConcurrencyManager(retries=5, sleep=sleeps.sleep) as manager:
         once = Flaky(failures=100)
         r1 = manager.enqueue(Task("once", once, retries=0)).result(timeout=WAIT)
         twice = Flaky(failures=100)
@@ -324,12 +300,12 @@ def test_task_retries_override_the_default() -> None:
 
 
 def test_retry_on_decides_what_is_retried() -> None:
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
 
     def connection_only(exc: BaseException) -> bool:
         return isinstance(exc, ConnectionError)
 
-    with ConcurrencyManager(retries=3, retry_on=connection_only, sleep=sleeps) as manager:
+    with ConcurrencyManager(retries=3, retry_on=connection_only, sleep=sleeps.sleep) as manager:
         permanent = Flaky(failures=100, error=ValueError)
         transient = Flaky(failures=2, error=ConnectionError)
         r_perm = manager.enqueue(Task("perm", permanent)).result(timeout=WAIT)
@@ -344,7 +320,7 @@ def test_a_raising_retry_on_gives_up_instead_of_hanging() -> None:
         raise RuntimeError("predicate bug")
 
     flaky = Flaky(failures=100)
-    with ConcurrencyManager(retries=3, retry_on=broken, sleep=Sleeps()) as manager:
+    with ConcurrencyManager(retries=3, retry_on=broken, sleep=FakeClock().sleep) as manager:
         result = manager.enqueue(Task("f", flaky)).result(timeout=WAIT)
     assert flaky.calls == 1
     assert isinstance(result.error, OSError)
@@ -352,7 +328,6 @@ def test_a_raising_retry_on_gives_up_instead_of_hanging() -> None:
 
 def test_duration_spans_first_start_to_last_end_including_backoff() -> None:
     clock = FakeClock()
-    sleeps = Sleeps(clock)
     calls = 0
 
     def body() -> str:
@@ -363,7 +338,7 @@ def test_duration_spans_first_start_to_last_end_including_backoff() -> None:
             raise OSError("again")
         return "done"
 
-    with ConcurrencyManager(retries=2, sleep=sleeps, clock=clock) as manager:
+    with ConcurrencyManager(retries=2, sleep=clock.sleep, clock=clock) as manager:
         result = manager.enqueue(Task("d", body)).result(timeout=WAIT)
     # 3 attempts of 1 s plus back-off of 0.1 s and 0.2 s.
     assert result.duration == pytest.approx(3.3)
@@ -521,7 +496,7 @@ def test_timeout_fails_the_attempt_and_still_counts_against_the_limit(gates: lis
 def test_timed_out_attempt_and_its_retry_coexist_within_the_limit(gates: list[Gate]) -> None:
     stuck = make_gate(gates)
     calls = 0
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
 
     def body() -> object:
         nonlocal calls
@@ -532,14 +507,14 @@ def test_timed_out_attempt_and_its_retry_coexist_within_the_limit(gates: list[Ga
 
     clock = FakeClock()  # only the test moves it: the retry cannot time out, however slow
     with ConcurrencyManager(
-        max_concurrent=2, retries=1, timeout=0.05, sleep=sleeps, clock=clock
+        max_concurrent=2, retries=1, timeout=0.05, sleep=sleeps.sleep, clock=clock
     ) as manager:
         future = manager.enqueue(Task("t", body))
         assert stuck.started.wait(WAIT)
         clock.advance(1.0)  # past the first attempt's deadline
         result = future.result(timeout=WAIT)
         assert (result.success, result.result, result.attempt) == (True, "second attempt", 2)
-        assert sleeps.requested == pytest.approx([0.1])
+        assert sleeps.sleeps == pytest.approx([0.1])
         assert manager.peak_active == 2
         assert manager.get_stats().active_tasks == 1  # the abandoned first attempt
         stuck.release.set()
@@ -558,10 +533,10 @@ def test_late_return_of_an_abandoned_attempt_is_discarded(gates: list[Gate]) -> 
             return second()  # times out too, but only after attempt 1 has returned
         return "third"
 
-    sleeps = Sleeps()
+    sleeps = FakeClock()  # its sleep records the back-offs
     clock = FakeClock()  # only the test moves it, so each attempt times out exactly when told
     with ConcurrencyManager(
-        max_concurrent=3, retries=2, timeout=0.2, sleep=sleeps, clock=clock
+        max_concurrent=3, retries=2, timeout=0.2, sleep=sleeps.sleep, clock=clock
     ) as manager:
         future = manager.enqueue(Task("t", body))
         assert first.started.wait(WAIT)
@@ -574,7 +549,7 @@ def test_late_return_of_an_abandoned_attempt_is_discarded(gates: list[Gate]) -> 
         result = future.result(timeout=WAIT)
         second.release.set()
     assert (result.success, result.result, result.attempt) == (True, "third", 3)
-    assert sleeps.requested == pytest.approx([0.1, 0.2])
+    assert sleeps.sleeps == pytest.approx([0.1, 0.2])
 
 
 def test_retry_after_timeout_waits_for_the_slot(gates: list[Gate]) -> None:
@@ -841,3 +816,37 @@ def test_close_cancel_pending(gates: list[Gate]) -> None:
     blocker.release.set()
     manager.close()
     assert running.result(timeout=0).success
+
+
+def test_a_dropped_manager_stops_its_threads() -> None:
+    manager = ConcurrencyManager(max_concurrent=3, retries=1, sleep=FakeClock().sleep)
+    futures = [manager.enqueue(Task(f"t{n}", Flaky(failures=1, value=n))) for n in range(6)]
+    assert [f.result(timeout=WAIT).result for f in futures] == list(range(6))
+    engine = manager._engine
+    threads = [*engine._workers, engine._watchdog]
+    assert len(threads) >= 2 and all(t is not None and t.is_alive() for t in threads)
+    ref = weakref.ref(manager)
+    del manager
+    gc.collect()
+    assert ref() is None, "the manager's own threads must not keep it alive"
+    for thread in threads:
+        assert thread is not None
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+def test_a_dropped_manager_still_finishes_its_queued_tasks(gates: list[Gate]) -> None:
+    gate = make_gate(gates)
+    manager = ConcurrencyManager(max_concurrent=1)
+    running = manager.enqueue(Task("gate", gate))
+    queued = manager.enqueue(Task("queued", lambda: "done"))
+    assert gate.started.wait(WAIT)
+    workers = list(manager._engine._workers)
+    del manager
+    gc.collect()
+    gate.release.set()
+    assert running.result(timeout=WAIT).success
+    assert queued.result(timeout=WAIT).result == "done"
+    for thread in workers:
+        thread.join(WAIT)
+        assert not thread.is_alive()

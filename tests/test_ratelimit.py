@@ -11,43 +11,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.ratelimit import Limiter, RateLimiter, SlidingWindowLimiter
+from toolkit.testing import WAIT, FakeClock
 
-WAIT = 10.0  # generous bound for thread joins, only hit when something is broken
 
-
-class FakeClock:
-    """A settable clock whose ``sleep`` advances time instead of waiting; records every sleep."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
+class StrictClock(FakeClock):
+    """The shared fake clock, also asserting that a limiter never sleeps for zero or less."""
 
     def sleep(self, seconds: float) -> None:
         assert seconds > 0, "limiters must never sleep for zero or negative time"
-        self.sleeps.append(seconds)
-        self.advance(seconds)
+        super().sleep(seconds)
 
 
-class LockProbeClock(FakeClock):
+class LockProbeClock(StrictClock):
     """A fake clock whose ``sleep`` first checks, from another thread, that the limiter is unlocked."""
 
     def __init__(self) -> None:
         super().__init__()
         self.limiter: Limiter | None = None
-        self.seen: list[float] = []
+        self.probed: list[float] = []
 
     def sleep(self, seconds: float) -> None:
         assert self.limiter is not None
         limiter = self.limiter
-        probe = threading.Thread(target=lambda: self.seen.append(limiter.get_tokens()))
+        probe = threading.Thread(target=lambda: self.probed.append(limiter.get_tokens()))
         probe.start()
         probe.join(WAIT)  # if the waiter held the lock, the probe would block until it gives up
         assert not probe.is_alive(), (
@@ -79,7 +65,7 @@ class TestCommonBehaviour:
     def test_starts_full_and_allow_consumes_only_when_true(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = make(3, 60.0, clock)
         assert lim.get_tokens() == pytest.approx(3)
         assert [lim.allow() for _ in range(4)] == [True, True, True, False]
@@ -90,7 +76,7 @@ class TestCommonBehaviour:
     def test_multi_token_allow_is_all_or_nothing(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = make(5, 60.0, clock)
         assert lim.allow(3) is True
         assert lim.allow(3) is False
@@ -101,7 +87,7 @@ class TestCommonBehaviour:
     def test_wait_until_allowed_sleeps_then_acquires(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = make(1, 10.0, clock)
         assert lim.allow()
         start = clock.now
@@ -120,13 +106,13 @@ class TestCommonBehaviour:
         assert lim.allow(2)
         assert lim.wait_until_allowed(2) is True
         assert clock.sleeps, "it must have slept"
-        assert len(clock.seen) == len(clock.sleeps)
-        assert all(tokens < 2 for tokens in clock.seen)  # the probe saw the waiter not served yet
+        assert len(clock.probed) == len(clock.sleeps)
+        assert all(tokens < 2 for tokens in clock.probed)  # the probe saw the waiter not served yet
 
     def test_timeout_returns_false_without_consuming(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = make(1, 10.0, clock)
         assert lim.allow()
         start = clock.now
@@ -140,7 +126,7 @@ class TestCommonBehaviour:
     def test_zero_timeout_is_a_single_try(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = make(1, 10.0, clock)
         assert lim.wait_until_allowed(timeout=0) is True
         assert lim.wait_until_allowed(timeout=0) is False
@@ -149,7 +135,7 @@ class TestCommonBehaviour:
     def test_more_tokens_than_capacity_raises(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        lim = make(5, 60.0, FakeClock())
+        lim = make(5, 60.0, StrictClock())
         with pytest.raises(ValueError):
             lim.wait_until_allowed(6)
         with pytest.raises(ValueError):
@@ -158,7 +144,7 @@ class TestCommonBehaviour:
     def test_real_threads_racing_allow_get_exactly_capacity(
         self, make: Callable[[int, float, FakeClock], Limiter]
     ) -> None:
-        clock = FakeClock()  # never advanced: no refill, nothing leaves the window
+        clock = StrictClock()  # never advanced: no refill, nothing leaves the window
         lim = make(1000, 60.0, clock)
         wins = [0] * 8
         barrier = threading.Barrier(8)
@@ -184,7 +170,7 @@ class TestCommonBehaviour:
 
 class TestRateLimiter:
     def test_refill_math_one_every_240ms(self) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = RateLimiter(15000, 3600, clock=clock, sleep=clock.sleep)
         assert lim.rate == pytest.approx(15000 / 3600)
         assert lim.allow(15000)
@@ -197,7 +183,7 @@ class TestRateLimiter:
             assert lim.allow() is False
 
     def test_wait_until_allowed_waits_240ms(self) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = RateLimiter(15000, 3600, clock=clock, sleep=clock.sleep)
         assert lim.allow(15000)
         start = clock.now
@@ -206,7 +192,7 @@ class TestRateLimiter:
         assert lim.wait_time() == pytest.approx(0.24, abs=1e-5)
 
     def test_refill_never_exceeds_capacity(self) -> None:
-        clock = FakeClock()
+        clock = StrictClock()
         lim = RateLimiter(10, 1.0, clock=clock, sleep=clock.sleep)
         assert lim.allow(10)
         clock.advance(0.5)
@@ -225,7 +211,7 @@ class TestRateLimiter:
             RateLimiter(10, 0)
 
     def test_allow_more_than_capacity_is_false(self) -> None:
-        lim = RateLimiter(3, 1.0, clock=FakeClock())
+        lim = RateLimiter(3, 1.0, clock=StrictClock())
         assert lim.allow(4) is False
         assert lim.get_tokens() == pytest.approx(3)
 
@@ -260,7 +246,7 @@ class TestSlidingWindow:
     def test_never_more_than_limit_in_any_window(
         self, limit: int, window: float, steps: list[tuple[float, int, bool]]
     ) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(limit, window, clock=clock, sleep=clock.sleep)
         times: list[float] = []
         for gap, n, wait in steps:
@@ -275,7 +261,7 @@ class TestSlidingWindow:
         assert _max_in_any_window(times, window) <= limit
 
     def test_bucket_lets_about_twice_through_in_first_window(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         bucket = RateLimiter(60, 60.0, clock=clock)
         window = SlidingWindowLimiter(60, 60.0, clock=clock)
         got: dict[str, list[float]] = {"bucket": [], "window": []}
@@ -291,7 +277,7 @@ class TestSlidingWindow:
         assert _max_in_any_window(got["window"], 60.0) == 60
 
     def test_wait_time_and_in_window(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(2, 10.0, clock=clock, sleep=clock.sleep)
         assert (lim.limit, lim.window) == (2, 10.0)
         assert lim.wait_time() == 0.0
@@ -307,7 +293,7 @@ class TestSlidingWindow:
         assert lim.get_tokens() == 1
 
     def test_acquire_slot_and_complete_redates(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(1, 10.0, clock=clock, sleep=clock.sleep)
         slot = lim.acquire_slot()
         assert slot is not None and slot.stamp == 0.0 and not slot.completed
@@ -327,7 +313,7 @@ class TestSlidingWindow:
         assert nxt is not None and clock.now == pytest.approx(14.0, abs=1e-5)
 
     def test_complete_keeps_record_ordered(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(3, 10.0, clock=clock, sleep=clock.sleep)
         first = lim.acquire_slot()
         clock.advance(1)
@@ -344,7 +330,7 @@ class TestSlidingWindow:
         assert lim.wait_time() == pytest.approx(0.5)
 
     def test_complete_after_stamp_left_window_still_counts_from_now(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(1, 10.0, clock=clock, sleep=clock.sleep)
         slot = lim.acquire_slot()
         assert slot is not None
@@ -354,7 +340,7 @@ class TestSlidingWindow:
         assert lim.wait_time() == pytest.approx(10.0)
 
     def test_set_limit_lower_and_higher(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep)
         assert lim.allow(3)
         lim.set_limit(2)
@@ -369,7 +355,7 @@ class TestSlidingWindow:
             lim.set_limit(0)
 
     def test_observe_remaining_adds_phantoms_never_removes(self) -> None:
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(60, 60.0, clock=clock, sleep=clock.sleep)
         assert lim.allow(10)
         clock.advance(5)
@@ -415,7 +401,7 @@ class TestSlidingWindow:
 
     def test_real_threads_waiting_share_window(self) -> None:
         """4 threads x 5 waits on one fake clock: the acquisition times never crowd a window."""
-        clock = FakeClock(start=0.0)
+        clock = StrictClock(start=0.0)
         lim = SlidingWindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep)
         got: list[float] = []
         lock = threading.Lock()
@@ -439,12 +425,54 @@ class TestSlidingWindow:
         assert _max_in_any_window(got, 10.0) == 5  # reached (the first five), never exceeded
         assert lim.in_window() <= 5
 
+    def test_pause_holds_other_threads_until_it_ends(self) -> None:
+        clock = StrictClock(start=0.0)
+        lim = SlidingWindowLimiter(100, 10.0, clock=clock, sleep=clock.sleep)
+        assert lim.pause(3.0) == 3.0  # e.g. the thread that received "Retry-After: 3"
+        assert lim.paused_for() == 3.0 and lim.wait_time() == 3.0
+        assert lim.allow() is False and lim.in_window() == 0  # a refusal takes nothing
+        stamps: list[float] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            slot = lim.acquire_slot()
+            assert slot is not None
+            with lock:
+                stamps.append(slot.stamp)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        assert not any(t.is_alive() for t in threads)
+        assert len(stamps) == 4 and min(stamps) >= 3.0  # nobody went before the pause ended
+        assert clock.sleeps and all(s <= 3.0 for s in clock.sleeps)
+        assert lim.paused_for() == 0.0
+
+    def test_pause_is_capped_and_only_extends(self) -> None:
+        clock = StrictClock(start=0.0)
+        lim = SlidingWindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep)
+        assert lim.max_pause == 20.0  # two windows by default
+        assert lim.pause(1000.0) == 20.0
+        assert lim.pause(5.0) == 20.0  # a shorter pause never shortens the current one
+        clock.advance(19.0)
+        lim.pause_until(clock.now + 1000.0)  # capped from now: until 39
+        assert lim.paused_for() == 20.0
+        assert lim.wait_until_allowed() is True
+        assert clock.now == 39.0 and clock.sleeps == [20.0]
+        short = SlidingWindowLimiter(5, 10.0, clock=clock, sleep=clock.sleep, max_pause=1.5)
+        assert short.pause(60.0) == 1.5
+        assert short.pause(-1.0) == 1.5  # nothing to add
+        with pytest.raises(ValueError, match="max_pause"):
+            SlidingWindowLimiter(5, 10.0, max_pause=-1.0)
+
     def test_validation(self) -> None:
         with pytest.raises(ValueError):
             SlidingWindowLimiter(0)
         with pytest.raises(ValueError):
             SlidingWindowLimiter(5, 0.0)
-        lim = SlidingWindowLimiter(5, clock=FakeClock())
+        lim = SlidingWindowLimiter(5, clock=StrictClock())
         assert lim.window == 60.0
         with pytest.raises(ValueError):
             lim.wait_until_allowed(1.5)  # type: ignore[arg-type]

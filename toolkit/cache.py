@@ -151,6 +151,11 @@ class CacheService:
         return self._default_ttl
 
     @property
+    def cleanup_interval(self) -> float:
+        """Seconds between two background sweeps (when ``auto_cleanup`` is on)."""
+        return self._cleanup_interval
+
+    @property
     def max_entries(self) -> int | None:
         """The LRU size bound, or None when unbounded."""
         return self._max_entries

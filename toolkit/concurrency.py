@@ -11,12 +11,14 @@ import itertools
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
+from toolkit.backoff import DEFAULT_CAP, backoff_delay
 from toolkit.config import Settings
 from toolkit.errors import TaskTimeoutError
 
@@ -139,36 +141,24 @@ def _resolve(future: Future[TaskResult[Any]] | None, result: TaskResult[Any]) ->
             future.set_result(result)
 
 
-class ConcurrencyManager:
-    """Runs :class:`Task` callables on at most ``max_concurrent`` worker threads at once.
+class _Engine:
+    """The manager's state and threads; holds no reference to its :class:`ConcurrencyManager`.
 
-    The limit is enforced in one place: at most ``max_concurrent`` worker threads ever exist and
-    each runs one callable at a time. Waiting tasks start by priority (higher first), FIFO among
-    equals. An attempt running past its timeout fails with :class:`~toolkit.errors.TaskTimeoutError`;
-    Python cannot kill a thread, so the abandoned callable keeps its worker thread, and so counts
-    against ``max_concurrent``, until it returns.
-
-    A failed attempt is retried ``retries`` times (``retry_on(exc)`` may veto; it runs on the thread
-    that saw the failure, a worker or for timeouts the watchdog, so keep it quick) after a back-off
-    of ``backoff_base * 2**(n-1)`` seconds that holds no slot. With the default ``sleep=time.sleep``
-    a back-off is a deadline on the heap of the single watchdog thread (which also fires timeouts
-    and sleeps until the earliest deadline, measured with ``clock``), so any number of back-offs run
-    at once and each task is re-queued as soon as its own back-off ends. An injected ``sleep`` is
-    for tests: the watchdog calls ``sleep(delay)`` for each back-off, one at a time, then re-queues
-    the task (a fake ``sleep`` that advances a fake ``clock`` makes back-offs instant and visible).
-    ``clock`` measures durations and deadlines. Futures may be cancelled while their task is queued.
+    Worker and watchdog threads run the engine's methods, so a manager nobody references can be
+    collected, and its finalizer closes the engine, which lets those threads end.
     """
 
     def __init__(
         self,
-        max_concurrent: int = 5,
-        retries: int = 2,
-        timeout: float | None = 30.0,
-        backoff_base: float = 0.1,
-        retry_on: Callable[[BaseException], bool] | None = None,
+        max_concurrent: int,
+        retries: int,
+        timeout: float | None,
+        backoff_base: float,
+        retry_on: Callable[[BaseException], bool] | None,
         *,
-        sleep: Callable[[float], object] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        backoff_cap: float,
+        sleep: Callable[[float], object],
+        clock: Callable[[], float],
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
@@ -178,10 +168,13 @@ class ConcurrencyManager:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
         if backoff_base < 0:
             raise ValueError(f"backoff_base must be >= 0, got {backoff_base}")
+        if backoff_cap < 0:
+            raise ValueError(f"backoff_cap must be >= 0, got {backoff_cap}")
         self._max = max_concurrent
         self._retries = retries
         self._timeout = timeout
         self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
         self._retry_on = retry_on
         self._sleep = sleep
         self._clock = clock
@@ -209,35 +202,16 @@ class ConcurrencyManager:
         self._duration_sum = 0.0
         self._duration_count = 0
 
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> ConcurrencyManager:
-        """A manager sized by ``Settings.concurrency_max_tasks`` / ``_retries`` / ``_timeout``."""
-        kwargs: dict[str, Any] = {
-            "max_concurrent": settings.concurrency_max_tasks,
-            "retries": settings.concurrency_retries,
-            "timeout": settings.concurrency_timeout,
-        }
-        kwargs.update(overrides)
-        return cls(**kwargs)
-
-    # ------------------------------------------------------------------ public API
-
-    @property
-    def max_concurrent(self) -> int:
-        """The most callables this manager ever runs at once."""
-        return self._max
+    # ------------------------------------------------------------------ public API (delegated)
 
     @property
     def peak_active(self) -> int:
-        """The most callables that ran at once since construction or the last :meth:`reset`."""
+        """See :meth:`ConcurrencyManager.peak_active`."""
         with self._lock:
             return self._peak
 
     def enqueue(self, task: Task[T]) -> Future[TaskResult[T]]:
-        """Queue ``task``; the future resolves (never raises) with its :class:`TaskResult`.
-
-        Raises ValueError if a task with the same id is still queued, running or backing off.
-        """
+        """See :meth:`ConcurrencyManager.enqueue`."""
         future: Future[TaskResult[T]] = Future()
         job = self._make_job(task, cast("Future[TaskResult[Any]]", future), None, 0)
         with self._lock:
@@ -249,11 +223,7 @@ class ConcurrencyManager:
         return future
 
     def enqueue_batch(self, tasks: Iterable[Task[T]]) -> list[TaskResult[T]]:
-        """Run ``tasks`` and block until all finish; results come back in input order.
-
-        All-or-nothing admission: a duplicate id (within ``tasks`` or in flight) raises ValueError
-        before any task is queued. Do not call from inside a task of the same manager.
-        """
+        """See :meth:`ConcurrencyManager.enqueue_batch`."""
         task_list = list(tasks)
         if not task_list:
             return []
@@ -274,22 +244,22 @@ class ConcurrencyManager:
         return cast(list[TaskResult[T]], batch.results)
 
     def get_result(self, task_id: str) -> TaskResult[Any] | None:
-        """The recorded result of ``task_id``, or None if it has not finished (or was reset)."""
+        """See :meth:`ConcurrencyManager.get_result`."""
         with self._lock:
             return self._results.get(task_id)
 
     def get_successful(self) -> list[TaskResult[Any]]:
-        """Successful results in completion order."""
+        """See :meth:`ConcurrencyManager.get_successful`."""
         with self._lock:
             return [r for r in self._results.values() if r.success]
 
     def get_failed(self) -> list[TaskResult[Any]]:
-        """Failed results (including tasks removed by :meth:`clear`) in completion order."""
+        """See :meth:`ConcurrencyManager.get_failed`."""
         with self._lock:
             return [r for r in self._results.values() if not r.success]
 
     def get_stats(self) -> ConcurrencyStats:
-        """A consistent snapshot of the counters."""
+        """See :meth:`ConcurrencyManager.get_stats`."""
         with self._lock:
             finished = self._completed + self._failed
             return ConcurrencyStats(
@@ -305,15 +275,12 @@ class ConcurrencyManager:
             )
 
     def wait_all(self, timeout: float | None = None) -> bool:
-        """Block until no task is queued, running or backing off; False if ``timeout`` ran out.
-
-        Abandoned (timed-out) callables still running are not waited for.
-        """
+        """See :meth:`ConcurrencyManager.wait_all`."""
         with self._lock:
             return self._done.wait_for(lambda: not self._in_flight, timeout)
 
     def reset(self) -> None:
-        """Forget recorded results and statistics; tasks in flight keep running and count anew."""
+        """See :meth:`ConcurrencyManager.reset`."""
         with self._lock:
             self._results.clear()
             self._total = len(self._in_flight)
@@ -323,11 +290,7 @@ class ConcurrencyManager:
             self._peak = self._active
 
     def clear(self) -> int:
-        """Remove tasks not running an attempt (queued or backing off); returns how many.
-
-        Each removed task gets a failed result with a :class:`~concurrent.futures.CancelledError`,
-        recorded and delivered to its future or batch, so no caller waits forever.
-        """
+        """See :meth:`ConcurrencyManager.clear`."""
         with self._lock:
             removed = [entry[2] for entry in sorted(self._heap)]
             removed += [job for job in self._in_flight.values() if job.phase == _BACKOFF]
@@ -345,11 +308,7 @@ class ConcurrencyManager:
         return len(removed)
 
     def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
-        """Stop accepting tasks; with ``wait``, let queued tasks finish first.
-
-        ``cancel_pending`` first calls :meth:`clear`. Worker threads are joined unless an abandoned
-        timed-out callable is still running (they are daemon threads and exit when it returns).
-        """
+        """See :meth:`ConcurrencyManager.close`."""
         if cancel_pending:
             self.clear()
         with self._lock:
@@ -367,24 +326,6 @@ class ConcurrencyManager:
                 thread.join()
         if watchdog is not None and watchdog is not current:
             watchdog.join()
-
-    def __enter__(self) -> ConcurrencyManager:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        stats = self.get_stats()
-        return (
-            f"ConcurrencyManager(max_concurrent={self._max}, active={stats.active_tasks}, "
-            f"queued={stats.queued_tasks}, total={stats.total_tasks})"
-        )
 
     # ------------------------------------------------------------------ admission
 
@@ -564,7 +505,7 @@ class ConcurrencyManager:
             if job.phase != _BACKOFF:
                 return  # removed by clear() meanwhile
             if retry:
-                delay = self._backoff_base * 2 ** (attempt - 1)
+                delay = backoff_delay(attempt, self._backoff_base, self._backoff_cap)
                 # An injected sleep is called by the watchdog, so its timer is due at once.
                 start = self._clock()
                 self._add_timer_locked(
@@ -650,3 +591,151 @@ class ConcurrencyManager:
                     self._sleep(delay)
                 with self._lock:
                     self._requeue_locked(job, attempt)
+
+
+class ConcurrencyManager:
+    """Runs :class:`Task` callables on at most ``max_concurrent`` worker threads at once.
+
+    The limit is enforced in one place: at most ``max_concurrent`` worker threads ever exist and
+    each runs one callable at a time. Waiting tasks start by priority (higher first), FIFO among
+    equals. An attempt running past its timeout fails with :class:`~toolkit.errors.TaskTimeoutError`;
+    Python cannot kill a thread, so the abandoned callable keeps its worker thread, and so counts
+    against ``max_concurrent``, until it returns.
+
+    A failed attempt is retried ``retries`` times (``retry_on(exc)`` may veto; it runs on the thread
+    that saw the failure, a worker or for timeouts the watchdog, so keep it quick) after a back-off
+    of :func:`toolkit.backoff.backoff_delay` (``backoff_base * 2**(n-1)``, at most ``backoff_cap``,
+    no jitter) that holds no slot. With the default ``sleep=time.sleep``
+    a back-off is a deadline on the heap of the single watchdog thread (which also fires timeouts
+    and sleeps until the earliest deadline, measured with ``clock``), so any number of back-offs run
+    at once and each task is re-queued as soon as its own back-off ends. An injected ``sleep`` is
+    for tests: the watchdog calls ``sleep(delay)`` for each back-off, one at a time, then re-queues
+    the task (a fake ``sleep`` that advances a fake ``clock`` makes back-offs instant and visible).
+    ``clock`` measures durations and deadlines. Futures may be cancelled while their task is queued.
+
+    Tasks that call a retrying client multiply retries: see :mod:`toolkit.backoff` for the bound.
+    A manager that is never closed is closed (without waiting) when it is garbage-collected: its
+    queued tasks still finish, then its threads end.
+    """
+
+    def __init__(
+        self,
+        max_concurrent: int = 5,
+        retries: int = 2,
+        timeout: float | None = 30.0,
+        backoff_base: float = 0.1,
+        retry_on: Callable[[BaseException], bool] | None = None,
+        *,
+        backoff_cap: float = DEFAULT_CAP,
+        sleep: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = _Engine(
+            max_concurrent,
+            retries,
+            timeout,
+            backoff_base,
+            retry_on,
+            backoff_cap=backoff_cap,
+            sleep=sleep,
+            clock=clock,
+        )
+        # The engine's threads never reference the manager, so this runs once nobody else does.
+        weakref.finalize(self, self._engine.close, False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ConcurrencyManager:
+        """A manager sized by ``Settings.concurrency_max_tasks`` / ``_retries`` / ``_timeout``."""
+        kwargs: dict[str, Any] = {
+            "max_concurrent": settings.concurrency_max_tasks,
+            "retries": settings.concurrency_retries,
+            "timeout": settings.concurrency_timeout,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    @property
+    def max_concurrent(self) -> int:
+        """The most callables this manager ever runs at once."""
+        return self._engine._max
+
+    @property
+    def peak_active(self) -> int:
+        """The most callables that ran at once since construction or the last :meth:`reset`."""
+        return self._engine.peak_active
+
+    def enqueue(self, task: Task[T]) -> Future[TaskResult[T]]:
+        """Queue ``task``; the future resolves (never raises) with its :class:`TaskResult`.
+
+        Raises ValueError if a task with the same id is still queued, running or backing off.
+        """
+        return self._engine.enqueue(task)
+
+    def enqueue_batch(self, tasks: Iterable[Task[T]]) -> list[TaskResult[T]]:
+        """Run ``tasks`` and block until all finish; results come back in input order.
+
+        All-or-nothing admission: a duplicate id (within ``tasks`` or in flight) raises ValueError
+        before any task is queued. Do not call from inside a task of the same manager.
+        """
+        return self._engine.enqueue_batch(tasks)
+
+    def get_result(self, task_id: str) -> TaskResult[Any] | None:
+        """The recorded result of ``task_id``, or None if it has not finished (or was reset)."""
+        return self._engine.get_result(task_id)
+
+    def get_successful(self) -> list[TaskResult[Any]]:
+        """Successful results in completion order."""
+        return self._engine.get_successful()
+
+    def get_failed(self) -> list[TaskResult[Any]]:
+        """Failed results (including tasks removed by :meth:`clear`) in completion order."""
+        return self._engine.get_failed()
+
+    def get_stats(self) -> ConcurrencyStats:
+        """A consistent snapshot of the counters."""
+        return self._engine.get_stats()
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Block until no task is queued, running or backing off; False if ``timeout`` ran out.
+
+        Abandoned (timed-out) callables still running are not waited for.
+        """
+        return self._engine.wait_all(timeout)
+
+    def reset(self) -> None:
+        """Forget recorded results and statistics; tasks in flight keep running and count anew."""
+        self._engine.reset()
+
+    def clear(self) -> int:
+        """Remove tasks not running an attempt (queued or backing off); returns how many.
+
+        Each removed task gets a failed result with a :class:`~concurrent.futures.CancelledError`,
+        recorded and delivered to its future or batch, so no caller waits forever.
+        """
+        return self._engine.clear()
+
+    def close(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stop accepting tasks; with ``wait``, let queued tasks finish first.
+
+        ``cancel_pending`` first calls :meth:`clear`. Worker threads are joined unless an abandoned
+        timed-out callable is still running (they are daemon threads and exit when it returns).
+        """
+        self._engine.close(wait, cancel_pending=cancel_pending)
+
+    def __enter__(self) -> ConcurrencyManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        stats = self.get_stats()
+        return (
+            f"ConcurrencyManager(max_concurrent={self.max_concurrent}, active={stats.active_tasks}, "
+            f"queued={stats.queued_tasks}, total={stats.total_tasks})"
+        )

@@ -10,7 +10,7 @@
     │   ├── QueryError              bad SQL, bad identifiers, wrong parameter count
     │   ├── TransactionError        begin/commit/rollback failed
     │   └── DatabaseLockedError     the database file is locked by another process
-    ├── DiscogsError                anything from the Discogs API, mapped in toolkit.discogs.client
+    ├── DiscogsError                anything from the Discogs API, mapped in toolkit.discogs.transport
     │   ├── DiscogsAuthError        401 / 403
     │   ├── DiscogsNotFoundError    404
     │   ├── DiscogsRateLimitError   429 that could not be waited out

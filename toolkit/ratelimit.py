@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -262,7 +263,9 @@ class SlidingWindowLimiter(_WaitingLimiter):
     """At most ``limit`` acquisitions in ANY interval of ``window`` seconds (a moving window).
 
     An acquisition at time ``t`` counts while ``now - t < window``. This is what Discogs enforces
-    (60/min with a token), so its client uses this rather than a token bucket.
+    (60/min with a token), so its client uses this rather than a token bucket. :meth:`pause`
+    holds every acquisition, in every thread sharing the limiter, for at most ``max_pause``
+    seconds (default two windows), e.g. for a server's ``Retry-After``.
     """
 
     def __init__(
@@ -272,13 +275,18 @@ class SlidingWindowLimiter(_WaitingLimiter):
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        max_pause: float | None = None,
     ) -> None:
         _check_limit(limit)
         if not window > 0:
             raise ValueError(f"window must be positive seconds, got {window!r}")
+        if max_pause is not None and not max_pause >= 0:
+            raise ValueError(f"max_pause must be >= 0 seconds, got {max_pause!r}")
         super().__init__(clock, sleep)
         self._limit = int(limit)
         self._window = float(window)
+        self._max_pause = 2.0 * self._window if max_pause is None else float(max_pause)
+        self._paused_until = -math.inf
         self._stamps: deque[float] = deque()  # ascending acquisition times
 
     @property
@@ -290,6 +298,35 @@ class SlidingWindowLimiter(_WaitingLimiter):
     def window(self) -> float:
         """Window length in seconds."""
         return self._window
+
+    @property
+    def max_pause(self) -> float:
+        """The longest hold one :meth:`pause` can put on acquisitions, in seconds."""
+        return self._max_pause
+
+    def pause(self, seconds: float) -> float:
+        """Hold every acquisition for ``seconds`` from now, capped at ``max_pause``.
+
+        Returns the seconds actually held from now. A pause only ever extends an earlier one.
+        """
+        with self._cond:
+            now = self._clock()
+            self._pause_locked(now, now + max(0.0, seconds))
+            return max(0.0, self._paused_until - now)
+
+    def pause_until(self, deadline: float) -> None:
+        """Hold every acquisition until clock time ``deadline``, at most ``max_pause`` from now."""
+        with self._cond:
+            self._pause_locked(self._clock(), deadline)
+
+    def _pause_locked(self, now: float, deadline: float) -> None:
+        # Capped so that a wrong or hostile Retry-After cannot stall every worker for long.
+        self._paused_until = max(self._paused_until, min(deadline, now + self._max_pause))
+
+    def paused_for(self) -> float:
+        """Seconds the current pause still holds acquisitions (0 when not paused)."""
+        with self._cond:
+            return max(0.0, self._paused_until - self._clock())
 
     def _prune_locked(self, now: float) -> None:
         # ``now - stamp`` (not ``stamp + window``) keeps the float rounding consistent everywhere.
@@ -306,6 +343,9 @@ class SlidingWindowLimiter(_WaitingLimiter):
         return self._limit
 
     def _wait_locked(self, tokens: float, now: float) -> float:
+        paused = self._paused_until - now
+        if paused > 0:
+            return paused
         self._prune_locked(now)
         stamps = self._stamps
         over = len(stamps) + int(tokens) - self._limit
@@ -377,7 +417,7 @@ class SlidingWindowLimiter(_WaitingLimiter):
                 self._append_locked(now, excess)
 
     def wait_time(self) -> float:
-        """Seconds until one acquisition would be allowed (0 if now); nothing is recorded."""
+        """Seconds until one acquisition would be allowed (0 if now, a pause included); nothing is recorded."""
         with self._cond:
             return self._wait_locked(1, self._clock())
 

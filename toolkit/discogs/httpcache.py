@@ -1,0 +1,245 @@
+"""The HTTP cache: a requests-cache SQLite file (or memory) of 200 answers, its salt, and its upkeep.
+
+Reads take a fast path into requests-cache's stored records (``tests/test_client.py`` checks
+that it agrees with requests-cache); SQLite errors become :class:`~toolkit.errors.HTTPCacheError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests_cache.backends.base import BaseCache
+from requests_cache.backends.sqlite import SQLiteCache, SQLiteDict
+from requests_cache.serializers import CattrStage
+
+from toolkit.errors import DatabaseError, HTTPCacheError
+
+__all__ = ["CachedBody", "HTTPCacheStore", "clear_http_cache", "http_cache_stats"]
+
+_log = logging.getLogger(__name__)
+_CLEAR_HINT = "delete it or run `discogs-toolkit cache clear`"
+
+
+@dataclass(frozen=True)
+class CachedBody:
+    """A 200 body read from the HTTP cache and whether it is past its expiry."""
+
+    content: bytes
+    expired: bool
+
+
+def _cache_salt(con: sqlite3.Connection) -> bytes:
+    """Return the random salt stored inside the cache file, creating it on first use.
+
+    Living in the cache file, it keeps cache keys stable across client objects and processes, and
+    resets together with the cache when the file is deleted.
+    """
+    with con:
+        con.execute("CREATE TABLE IF NOT EXISTS toolkit_meta (key TEXT PRIMARY KEY, value BLOB)")
+        con.execute(
+            "INSERT OR IGNORE INTO toolkit_meta (key, value) VALUES ('token_salt', ?)",
+            (secrets.token_bytes(32),),
+        )
+    row = con.execute("SELECT value FROM toolkit_meta WHERE key = 'token_salt'").fetchone()
+    return bytes(row[0])
+
+
+def _is_expired(expires: Any) -> bool:
+    """requests-cache's rule (expired from the ``expires`` instant on; None never expires)."""
+    if expires is None:
+        return False
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires)
+    if not isinstance(expires, datetime):
+        raise TypeError(f"unexpected expiry {expires!r}")
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return bool(datetime.now(UTC) >= expires)
+
+
+class HTTPCacheStore:
+    """200 answers by cache key, in a requests-cache SQLite file at ``path`` (None: in memory).
+
+    requests-cache stores, serialises and redacts (the ``Authorization`` header never reaches the
+    file); it never sends a request nor decides about staleness. The file also holds a random
+    ``salt`` for the caller's token-partitioned keys. Raises HTTPCacheError when the file or its
+    directory cannot be opened, with everything opened so far closed again.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        # Byte stages of the serializer, bytes -> stored record; None: always use requests-cache.
+        self._record_loads: list[Callable[[Any], Any]] | None = None
+        self._table = "responses"
+        self._backend: BaseCache
+        if path is None:
+            self._backend = BaseCache()
+            self._salt = secrets.token_bytes(32)
+        else:
+            self._backend, self._salt = self._open_file(path)
+
+    def _open_file(self, path: Path) -> tuple[SQLiteCache, bytes]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HTTPCacheError(
+                f"the HTTP cache directory {path.parent} cannot be created "
+                f"({exc.strerror or exc}); set TOOLKIT_DATA_DIR to a writable directory"
+            ) from None
+        backend: SQLiteCache | None = None
+        try:
+            backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
+            # One connection of our own for reads: a SELECT of the stored record (see read()).
+            self._reader = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+            salt = _cache_salt(self._reader)
+        except (sqlite3.Error, OSError) as exc:
+            if backend is not None:
+                backend.close()  # type: ignore[no-untyped-call]
+            self._close_reader()
+            raise HTTPCacheError(
+                f"the HTTP cache file {path} is not readable ({exc}); {_CLEAR_HINT}"
+            ) from None
+        storage = backend.responses
+        serializer = getattr(storage, "serializer", None)
+        stages = list(getattr(serializer, "stages", ()))
+        if isinstance(storage, SQLiteDict) and stages and isinstance(stages[0], CattrStage):
+            # Every stage but the first (record <-> CachedResponse): bytes -> the stored record.
+            self._record_loads = [stage.loads for stage in reversed(stages[1:])]
+            self._table = storage.table_name
+        return backend, salt
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for an in-memory cache."""
+        return self._path
+
+    @property
+    def salt(self) -> bytes:
+        """Random bytes kept with the cache, for keys that must not reveal what they derive from."""
+        return self._salt
+
+    @property
+    def backend(self) -> BaseCache:
+        """The requests-cache backend (``get_response`` is the slow, reference read)."""
+        return self._backend
+
+    def read(self, key: str) -> CachedBody | None:
+        """The 200 answer stored under ``key``, or None.
+
+        For the SQLite file this is one SELECT and the serializer's byte stages (pickle by
+        default): the stored record's body and expiry are read without rebuilding a requests
+        ``CachedResponse`` around them, which costs more than the SELECT and JSON parse together.
+        Records in a shape not understood here go through requests-cache's own ``get_response``.
+        """
+        if self._record_loads is not None:
+            try:
+                with self._reader_lock:
+                    if self._reader is None:
+                        raise HTTPCacheError("the HTTP cache is closed")
+                    row = self._reader.execute(
+                        f"SELECT value FROM {self._table} WHERE key = ?", (key,)
+                    ).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+            if row is None:
+                return None
+            try:
+                record = row[0]
+                for loads in self._record_loads:
+                    record = loads(record)
+                content = record["_content"]
+                if record["status_code"] == 200 and isinstance(content, bytes):
+                    return CachedBody(content, _is_expired(record["expires"]))
+            except Exception:  # any surprise: let requests-cache read it
+                _log.debug("HTTP cache record in an unexpected shape; using requests-cache")
+        try:
+            response = self._backend.get_response(key)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if response is None or response.status_code != 200:
+            return None
+        return CachedBody(response.content, bool(response.is_expired))
+
+    def save(self, response: requests.Response, key: str, ttl: float) -> None:
+        """Store a 200 answer for ``ttl`` seconds (Authorization redacted); failures only logged."""
+        expires = datetime.now(UTC) + timedelta(seconds=ttl)
+        try:
+            self._backend.save_response(response, key, expires)
+        except sqlite3.Error as exc:
+            _log.warning("could not store %s in the HTTP cache: %s", response.url, exc)
+
+    def delete(self, key: str) -> None:
+        """Remove an entry (an answer that must be asked for again); failures only logged."""
+        try:
+            self._backend.delete(key)
+        except sqlite3.Error as exc:
+            _log.warning("could not delete an HTTP cache entry: %s", exc)
+
+    def close(self) -> None:
+        """Close the backend and the read connection (idempotent)."""
+        self._backend.close()  # type: ignore[no-untyped-call]
+        self._close_reader()
+
+    def _close_reader(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _error(self, exc: sqlite3.Error) -> HTTPCacheError:
+        where = f"the HTTP cache file {self._path}" if self._path else "the HTTP cache"
+        return HTTPCacheError(f"{where} is not readable ({exc}); {_CLEAR_HINT}")
+
+
+# ---------------------------------------------------------------------------- file upkeep
+
+
+def http_cache_stats(path: Path) -> dict[str, Any]:
+    """Size and entry count of the requests-cache SQLite file at ``path`` (read-only look)."""
+    if not path.exists():
+        return {"path": str(path), "exists": False, "bytes": 0, "responses": 0}
+    size = sum(p.stat().st_size for p in _cache_files(path))
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            responses = (
+                int(con.execute("SELECT count(*) FROM responses").fetchone()[0])
+                if "responses" in tables
+                else 0
+            )
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path} is not a readable HTTP cache: {exc}") from None
+    return {"path": str(path), "exists": True, "bytes": size, "responses": responses}
+
+
+def _cache_files(path: Path) -> list[Path]:
+    candidates = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    return [p for p in candidates if p.exists()]
+
+
+def clear_http_cache(path: Path) -> int:
+    """Delete the HTTP cache file (and its WAL files); returns the bytes freed (0 if none)."""
+    freed = 0
+    for file in _cache_files(path):
+        freed += file.stat().st_size
+        try:
+            file.unlink()
+        except OSError as exc:
+            raise DatabaseError(f"cannot delete {file}: {exc.strerror}") from None
+    return freed
