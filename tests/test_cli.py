@@ -303,8 +303,7 @@ def test_locked_database(
         assert_one_line_error(err, "locked")
     finally:
         assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
+        holder.communicate(timeout=30)  # closes stdin (the holder exits), reaps it, closes its pipes
     assert sim.stats().requests == 0  # the database is opened before any request
 
 

@@ -147,7 +147,7 @@ def test_duckdb_file_locked_by_another_process_raises_locked(tmp_path: Path) -> 
         assert holder.stdin is not None
         holder.stdin.write("\n")
         holder.stdin.flush()
-        holder.wait(timeout=30)
+        holder.communicate(timeout=30)  # reaps it and closes its pipes
 
 
 # ------------------------------------------------------------------------ running SQL
