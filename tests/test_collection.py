@@ -31,7 +31,7 @@ from toolkit.errors import DatabaseError
 
 ENGINES = ("duckdb", "sqlite")
 SUFFIX = {"duckdb": ".duckdb", "sqlite": ".sqlite"}
-API = Path(__file__).parent / "fixtures" / "api"
+API = Path(__file__).parent / "fixtures" / "discogs-api"
 BROTHERLOGIC = API / "brotherlogic-godiscogs"
 JOALLA = API / "joalla-discogs_client"
 FETCHED = datetime(2024, 5, 6, 7, 8, 9, 123456)
