@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from toolkit.collection import (
-    _MIGRATIONS,
     SCHEMA_VERSION,
     TABLES,
     CollectionDataError,
@@ -26,6 +25,7 @@ from toolkit.collection import (
     remove_missing_items,
     schema_version,
 )
+from toolkit.collection.schema import _migration
 from toolkit.db import Database
 from toolkit.errors import DatabaseError
 
@@ -170,10 +170,8 @@ def test_migrates_a_version_1_database(tmp_path: Path, engine: str) -> None:
     with Database.connect(tmp_path / f"old{SUFFIX[engine]}") as database:
         database.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         database.execute("INSERT INTO schema_version VALUES (1)")
-        for statement in _MIGRATIONS[1]:
-            database.execute(
-                statement if engine == "duckdb" else statement.replace("DOUBLE", "REAL")
-            )
+        for statement in _migration(database.engine, 1):
+            database.execute(statement)
         database.execute("INSERT INTO releases (release_id, title) VALUES (7, 'kept')")
         assert schema_version(database) == 1
         assert not database.table_exists("pull_failures")
