@@ -1,6 +1,7 @@
 """Canned queries and matplotlib charts over the collection database, for the CLI and the notebooks.
 
 Every query works on DuckDB and sqlite alike and returns a pandas DataFrame; every chart saves a PNG.
+``connect`` and ``resolve_database`` live in :mod:`toolkit.dbopen` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.collection import schema_version
-from toolkit.config import Settings
 from toolkit.db import Database
+from toolkit.dbopen import connect, resolve_database
 from toolkit.errors import DatabaseError
 from toolkit.query import CommonQueries, QueryBuilder
 
@@ -41,33 +41,6 @@ __all__ = [
     "top_artists",
     "top_labels",
 ]
-
-
-def resolve_database(database: str | Path | None = None) -> Path:
-    """``database`` as a path; None means ``Settings.database_path`` (``$TOOLKIT_DATA_DIR`` honoured)."""
-    if database is None:
-        return Settings.from_env().database_path
-    return Path(database).expanduser()
-
-
-def connect(
-    database: str | Path | None = None, *, read_only: bool = False, require_schema: bool = False
-) -> Database:
-    """Open the collection database (default :func:`resolve_database`); it must exist.
-
-    With ``require_schema`` a database without the toolkit's tables (an unrelated DuckDB or sqlite
-    file) is refused with a :class:`DatabaseError` saying so.
-    """
-    path = resolve_database(database)
-    if not path.exists():
-        raise DatabaseError(f"no database at {path}; run `discogs-toolkit pull` first")
-    db = Database.connect(path, read_only=read_only)
-    if require_schema and not (schema_version(db) > 0 and db.table_exists("collection_items")):
-        db.close()
-        raise DatabaseError(
-            f"{path} is not a discogs-toolkit database; run `discogs-toolkit pull` first"
-        )
-    return db
 
 
 # ---------------------------------------------------------------------------- summary

@@ -16,12 +16,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from toolkit.config import PROJECT_ROOT, Settings
+from toolkit.dbopen import connect, resolve_database
 from toolkit.demo import start_simulator
-from toolkit.explore import resolve_database
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from toolkit.db import Database
     from toolkit.discogs.client import DiscogsClient
     from toolkit.discogs.simulator import DiscogsSimulator
     from toolkit.pull import PullReport
@@ -33,6 +34,7 @@ __all__ = [
     "chart_pull",
     "inject_parameters",
     "main",
+    "open_database",
     "open_source",
     "plot_timeline",
     "run_notebook",
@@ -115,6 +117,16 @@ def open_source(
     return PullSource(client, username, None, text)
 
 
+def open_database(
+    database: str | Path | None = None, *, settings: Settings | None = None
+) -> Database:
+    """Notebook 02's database, read-only: ``database``, else the settings' default (env honoured).
+
+    Dropped tables raise :class:`~toolkit.errors.SchemaIncompleteError` naming them and the repair.
+    """
+    return connect(database, settings=settings or Settings.from_env(), read_only=True)
+
+
 def run_pull(
     username: str | None = None,
     database: str | Path | None = None,
@@ -137,7 +149,7 @@ def run_pull(
     from toolkit.pull import pull_collection, save_pull
 
     settings = Settings.from_env()
-    db_path = resolve_database(database)
+    db_path = resolve_database(database, settings=settings)
     with open_source(
         username,
         use_simulator=use_simulator,
@@ -393,8 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"executed {path}" + (f" (+ {path.with_suffix('.html').name})" if args.html else ""))
     database = parameters.get("database")
     out = Path(args.output).resolve()
-    print(f"database:  {resolve_database(database if isinstance(database, str) else None)}")
-    print(f"data dir:  {Settings.from_env().data_dir}  (HTTP cache, saved pull reports)")
+    settings = Settings.from_env()
+    db_path = resolve_database(database if isinstance(database, str) else None, settings=settings)
+    print(f"database:  {db_path}")
+    print(f"data dir:  {settings.data_dir}  (HTTP cache, saved pull reports)")
     print(f"notebooks: {out}/*.ipynb" + (" and *.html" if args.html else ""))
     print(f"charts:    {out}/*.png")
     return 0
