@@ -302,9 +302,10 @@ def test_locked_database(
         assert code == 1
         assert_one_line_error(err, "locked")
     finally:
-        assert holder.stdin is not None
+        assert holder.stdin is not None and holder.stdout is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
     assert sim.stats().requests == 0  # the database is opened before any request
 
 

@@ -144,10 +144,11 @@ def test_duckdb_file_locked_by_another_process_raises_locked(tmp_path: Path) -> 
         with pytest.raises(DatabaseLockedError, match="locked"):
             Database.connect(target)
     finally:
-        assert holder.stdin is not None
+        assert holder.stdin is not None and holder.stdout is not None
         holder.stdin.write("\n")
-        holder.stdin.flush()
+        holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
 
 
 # ------------------------------------------------------------------------ running SQL
