@@ -36,7 +36,6 @@ __all__ = ["Buildable", "Database", "Engine", "SqlLike", "engine_for"]
 Engine = Literal["duckdb", "sqlite"]
 
 _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
-_DUCKDB_SUFFIXES = frozenset({".duckdb", ".ddb"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_PREVIEW = 160
 _TX_STATEMENT = re.compile(r"\s*(?:BEGIN|COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
