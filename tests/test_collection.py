@@ -764,3 +764,18 @@ def test_collection_data_error_lives_in_the_error_tree() -> None:
     assert issubclass(CollectionDataError, errors.DatabaseError)
     assert issubclass(CollectionDataError, ValueError)
     assert "CollectionDataError" in errors.__doc__
+
+
+def test_the_package_re_exports_every_name_it_had_as_a_module() -> None:
+    import toolkit.collection as collection
+
+    before_the_split = {
+        "SCHEMA_VERSION", "TABLES", "CollectionDataError", "clear_failures", "create_schema",
+        "failure_ids", "known_release_ids", "load_collection", "permanent_failure_ids",
+        "record_failure", "remove_missing_items", "schema_version",
+    }  # fmt: skip
+    assert before_the_split <= set(collection.__all__)
+    assert all(hasattr(collection, name) for name in collection.__all__)
+    assert {name for name in dir(collection) if not name.startswith("_")} - set(
+        collection.__all__
+    ) <= {"annotations", "loading", "parsing", "schema"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -555,3 +556,32 @@ def test_duckdb_suggests_only_selective_point_lookups_on_large_tables(tmp_path: 
             "CREATE TABLE small AS SELECT i AS id, 'x' || i AS catno FROM range(100) r(i)"
         )
         assert database.suggest_indexes("SELECT * FROM small WHERE catno = 'x42'") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to count open files")
+def test_a_failed_sqlite_probe_leaves_no_file_open(tmp_path: Path) -> None:
+    target = tmp_path / "garbage.sqlite"
+    target.write_bytes(b"this is not a database" * 100)
+
+    def open_files() -> set[str]:
+        found = set()
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                found.add(str(fd.readlink()))
+        return found
+
+    assert str(target) not in open_files()
+    # The raised error (and its traceback, which holds the frames) is kept alive on purpose.
+    with pytest.raises(DatabaseError, match="cannot open") as caught:
+        Database.connect(target)
+    assert str(target) not in open_files(), caught.value
+
+
+def test_read_only_errors_name_the_statement(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite"
+    Database.connect(path).close()
+    with (
+        Database.connect(path, read_only=True) as database,
+        pytest.raises(ReadOnlyError, match=r"read-only.*while running: CREATE TABLE t"),
+    ):
+        database.execute("CREATE TABLE t (x INTEGER)")

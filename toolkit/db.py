@@ -103,12 +103,12 @@ def _map_error(exc: BaseException, engine: Engine, sql: str | None = None) -> Da
     """Translate one engine exception into the toolkit hierarchy, keeping the engine's message."""
     message = str(exc).strip() or type(exc).__name__
     locked = _is_locked(exc)
-    if _is_read_only(exc):
-        return ReadOnlyError(f"the database is open read-only: {message}")
     if sql is not None:
         message = f"{message} (while running: {_preview(sql)})"
-        if _TX_STATEMENT.match(sql) and not locked:
-            return TransactionError(message)
+    if _is_read_only(exc):
+        return ReadOnlyError(f"the database is open read-only: {message}")
+    if sql is not None and _TX_STATEMENT.match(sql) and not locked:
+        return TransactionError(message)
     if locked:
         return DatabaseLockedError(message)
     if engine == "sqlite":

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from toolkit.errors import QueryError
+
 if TYPE_CHECKING:
     from toolkit.db import Database
 
@@ -43,6 +45,7 @@ _TEMP_SORT = re.compile(
     r"USE TEMP B-TREE FOR (?:ORDER BY|GROUP BY|DISTINCT|RIGHT PART OF ORDER BY)"
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TERMS = re.compile(r"\(([^()]*)\)$")
 _EQUALITY = re.compile(r"^\(?\"?([A-Za-z_][A-Za-z0-9_]*)\"? = (.+?)\)?$")
 
 
@@ -97,11 +100,12 @@ class _WhatIf:
         self.conn = sqlite3.connect(":memory:")
         rows = db.fetchall(
             "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY CASE type WHEN 'table' THEN 0 "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY CASE type WHEN 'table' THEN 0 "
             "WHEN 'index' THEN 1 ELSE 2 END"
         )
         self.tables: dict[str, list[str]] = {}
         self.views: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # lower-case name -> the table's own spelling
         try:
             for kind, name, ddl in rows:
                 self.conn.execute(ddl)
@@ -110,7 +114,8 @@ class _WhatIf:
             for kind, name, _ in rows:
                 if kind == "table":
                     info = self.conn.execute(f'PRAGMA table_info("{name}")').fetchall()
-                    self.tables[name.lower()] = [str(column[1]) for column in info]
+                    self.tables[name] = [str(column[1]) for column in info]
+                    self._names[name.lower()] = name
         except BaseException:
             self.conn.close()
             raise
@@ -129,8 +134,8 @@ class _WhatIf:
                 if name in seen:
                     continue
                 seen.add(name)
-                if name in self.tables:
-                    found.append(name)
+                if name in self._names:
+                    found.append(self._names[name])
                 elif name in self.views:
                     pending.append(self.views[name])
         return found
@@ -151,22 +156,39 @@ def _index_name(table: str, columns: tuple[str, ...]) -> str:
 
 
 def _reason(before: list[str], after: list[str], columns: tuple[str, ...]) -> str:
+    """What the index changes: the columns it is searched on, those that make it covering, and
+    the plan lines it replaces."""
     gone = [line for line in before if line not in after]
     new = [line for line in after if line not in before]
-    sorted_away = any(_TEMP_SORT.search(line) for line in gone)
-    searched = any(line.startswith("SEARCH") for line in new)
-    what = " and ".join(
-        part
-        for part, present in (("filtered or joined", searched), ("sorted or grouped", sorted_away))
-        if present
-    )
+    searched: list[str] = []
+    for line in new:
+        if line.startswith("SEARCH") and (terms := _TERMS.search(line)):
+            for term in terms.group(1).split(" AND "):
+                name = _WORD.match(term.strip())
+                if name and name.group(0) in columns and name.group(0) not in searched:
+                    searched.append(name.group(0))
+    parts = []
+    if searched:
+        parts.append(f"filtered or joined on {', '.join(searched)}")
+    if any(_TEMP_SORT.search(line) for line in gone):
+        parts.append("sorted or grouped on " + ", ".join(c for c in columns if c not in searched))
+    extra = [c for c in columns if c not in searched]
+    if searched and extra:
+        parts.append(f"{', '.join(extra)} added so the index covers the query")
     changed = "; ".join(gone) + " -> " + ("; ".join(new) or "no temporary sort")
-    return f"{what or 'read'} on {', '.join(columns)}: {changed}"
+    return f"{'; '.join(parts) or 'read through the index'}: {changed}"
 
 
 def _sqlite_suggestions(db: Database, sql: str, params: Sequence[Any]) -> list[IndexSuggestion]:
     db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)  # bad SQL fails here, as a QueryError
-    whatif = _WhatIf(db)
+    try:
+        return _plan_indexes(_WhatIf(db), sql, params)
+    except sqlite3.Error as exc:  # e.g. a virtual table whose module the copy lacks
+        raise QueryError(f"cannot try indexes on a copy of the schema: {exc}") from exc
+
+
+def _plan_indexes(whatif: _WhatIf, sql: str, params: Sequence[Any]) -> list[IndexSuggestion]:
+    """Greedily add the index that improves the plan most, widened while that helps."""
     try:
         tables = whatif.referenced_tables(sql)
         plan = whatif.plan(sql, params)
