@@ -221,6 +221,8 @@ CHILD_TABLES: tuple[str, ...] = (
 _DETAIL_TABLES = frozenset({*CHILD_TABLES, "artists", "labels"})
 
 _VERSION_TABLE = "schema_version"
+#: Names only a toolkit database has; one of them (and another of ours) marks a file as one.
+_DISTINCTIVE = frozenset({*CHILD_TABLES, "collection_items", "pull_failures"}) - {"tracks"}
 _VIEW_NAME = "collection"
 
 
@@ -350,14 +352,14 @@ def _expected_version(db: Database, existing: set[str]) -> int:
 def missing_tables(db: Database, *, view: bool = True) -> tuple[str, ...]:
     """Tables (and, with ``view``, the ``collection`` view) a collection database should have but lacks.
 
-    Empty for a complete schema and for a database without any of the toolkit's tables (a new or
-    unrelated file). Tables of later versions than the stored one are not missing: a migration
+    Empty for a complete schema and for a file that is not a collection database (new, or
+    unrelated even if it has a ``releases`` table). Tables of later versions than the stored one are not missing: a migration
     adds them.
     """
     existing = _existing(db)
-    ours = {_VERSION_TABLE, _VIEW_NAME, *TABLES}
-    if not existing & ours:
-        return ()
+    present = existing & {_VERSION_TABLE, _VIEW_NAME, *TABLES}
+    if len(present) < 2 or not present & _DISTINCTIVE:
+        return ()  # new, or someone else's file that merely has a "releases" or "labels" table
     version = _expected_version(db, existing)
     wanted = [_VERSION_TABLE, *(t.name for t in SCHEMA if t.since <= version)]
     if view:
