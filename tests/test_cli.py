@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.cli import main
+from toolkit.config import ENV_FILE_VARIABLE
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport
@@ -41,19 +42,19 @@ def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
 
 
 def _clean_environ() -> dict[str, str]:
-    return {
+    """The environment without the settings a test set, and still with no ``.env`` (conftest)."""
+    env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
     }
+    env[ENV_FILE_VARIABLE] = ""
+    return env
 
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An environment with nothing configured but a private data dir (returned)."""
-    for name in list(os.environ):
-        if name.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_")):
-            monkeypatch.delenv(name)
+    """An environment with nothing configured (conftest) but a private data dir (returned)."""
     data = tmp_path / "data"
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
     monkeypatch.setenv("DISCOGS_RATE_LIMIT", str(FAST))
@@ -302,8 +303,10 @@ def test_locked_database(
         assert code == 1
         assert_one_line_error(err, "locked")
     finally:
-        assert holder.stdin is not None
-        holder.communicate(timeout=30)  # closes stdin (the holder exits), reaps it, closes its pipes
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
     assert sim.stats().requests == 0  # the database is opened before any request
 
 
@@ -451,3 +454,110 @@ def test_username_required_with_a_real_server(
     monkeypatch.setenv("DISCOGS_API_URL", "http://127.0.0.1:9")
     code, _, err = run(["pull", "--no-progress"], capsys)
     assert code == 2 and "--username" in err
+
+
+# ---------------------------------------------------------------------------- query safety, schema
+
+
+def _collection_db(tmp_path: Path, suffix: str) -> Path:
+    """A small collection database (schema + one detailed release in the collection)."""
+    from toolkit.collection import create_schema, load_collection
+    from toolkit.db import Database
+
+    path = tmp_path / f"c{suffix}"
+    release = {
+        "id": 7,
+        "title": "Seven",
+        "genres": ["Jazz"],
+        "tracklist": [{"position": "A1", "title": "One", "duration": "3:00"}],
+    }
+    item = {"instance_id": 70, "id": 7, "basic_information": {"id": 7, "title": "Seven"}}
+    with Database.connect(path) as db:
+        create_schema(db)
+        load_collection(db, [item], [release], username="clara")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".duckdb", ".sqlite"])
+def test_query_is_read_only_unless_write(
+    suffix: str, env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _collection_db(tmp_path, suffix)
+    code, _, err = run(["query", "DROP TABLE tracks", "--db", str(path)], capsys)
+    assert code == 1
+    assert_one_line_error(err, "read-only", "--write")
+    code, out, _ = run(["query", "SELECT count(*) AS n FROM tracks", "--db", str(path)], capsys)
+    assert code == 0 and out.split() == ["n", "1"]
+    code, _, err = run(["query", "DELETE FROM tracks", "--db", str(path), "--write"], capsys)
+    assert code == 0, err
+    code, out, _ = run(["query", "SELECT count(*) AS n FROM tracks", "--db", str(path)], capsys)
+    assert out.split() == ["n", "0"]
+
+
+@pytest.mark.parametrize("suffix", [".duckdb", ".sqlite"])
+def test_a_dropped_table_is_named_with_its_repair(
+    suffix: str,
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    path = _collection_db(tmp_path, suffix)
+    code, _, err = run(["query", "DROP TABLE release_genres", "--db", str(path), "--write"], capsys)
+    assert code == 0, err
+    for argv in (
+        ["stats", "--db", str(path)],
+        ["query", "SELECT 1", "--db", str(path)],
+        ["pull", "-u", "clara", "--db", str(path), "--no-progress"],
+    ):
+        code, _, err = run(argv, capsys)
+        assert code == 1, argv
+        assert_one_line_error(err, "release_genres", f"discogs-toolkit repair --db {path}")
+    assert sim.stats().requests == 0
+    code, out, _ = run(["repair", "--db", str(path)], capsys)
+    assert code == 0
+    assert "recreated release_genres" in out
+    assert "1 releases will be fetched again" in out
+    code, out, _ = run(["stats", "--db", str(path)], capsys)
+    assert code == 0
+    code, out, _ = run(["repair", "--db", str(path)], capsys)
+    assert code == 0 and "nothing missing" in out
+
+
+def test_explain_suggests_an_index_and_apply_creates_it(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _collection_db(tmp_path, ".sqlite")
+    sql = "SELECT count(*) FROM release_genres WHERE genre = 'Jazz'"
+    code, out, _ = run(["query", sql, "--db", str(path), "--explain"], capsys)
+    assert code == 0
+    assert "SCAN release_genres" in out
+    assert "CREATE INDEX IF NOT EXISTS ix_release_genres_genre ON release_genres (genre);" in out
+    code, out, _ = run(["query", sql, "--db", str(path), "--explain", "--apply"], capsys)
+    assert code == 0
+    assert "created 1 index(es)" in out
+    assert "USING COVERING INDEX ix_release_genres_genre (genre=?)" in out
+    code, out, _ = run(["query", sql, "--db", str(path), "--explain"], capsys)
+    assert "no index suggested" in out
+
+
+def test_explain_on_duckdb_says_why_no_index(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _collection_db(tmp_path, ".duckdb")
+    sql = "SELECT count(*) FROM release_genres WHERE genre = 'Jazz'"
+    code, out, _ = run(["query", sql, "--db", str(path), "--explain"], capsys)
+    assert code == 0
+    assert "no index suggested: DuckDB scans columnar data" in out
+    assert "zone maps" in out
+
+
+def test_apply_without_explain_is_a_usage_error(
+    env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _collection_db(tmp_path, ".sqlite")
+    code, _, err = run(["query", "SELECT 1", "--db", str(path), "--apply"], capsys)
+    assert code == 2
+    assert "--apply needs --explain" in err

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from toolkit.errors import (
     DatabaseError,
     DatabaseLockedError,
     QueryError,
+    ReadOnlyError,
     ToolkitError,
     TransactionError,
 )
+from toolkit.indexes import IndexSuggestion
 from toolkit.query import BuiltQuery, QueryBuilder
 
 ENGINES = ("duckdb", "sqlite")
@@ -144,10 +148,11 @@ def test_duckdb_file_locked_by_another_process_raises_locked(tmp_path: Path) -> 
         with pytest.raises(DatabaseLockedError, match="locked"):
             Database.connect(target)
     finally:
-        assert holder.stdin is not None
+        assert holder.stdin is not None and holder.stdout is not None
         holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.communicate(timeout=30)  # reaps it and closes its pipes
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
 
 
 # ------------------------------------------------------------------------ running SQL
@@ -427,3 +432,156 @@ def test_ctrl_c_right_after_begin_leaves_no_transaction_open(db: Database) -> No
     with db.transaction():
         db.execute("INSERT INTO users VALUES (4, 'di', 'new')")
     assert db.scalar("SELECT count(*) FROM users") == 4
+
+
+# ------------------------------------------------------------------------ opening read-only
+
+
+@pytest.mark.parametrize("suffix", [".duckdb", ".sqlite"])
+def test_explore_connect_is_read_only_by_default(tmp_path: Path, suffix: str) -> None:
+    from toolkit.collection import create_schema
+    from toolkit.explore import connect
+
+    path = tmp_path / f"ro{suffix}"
+    with Database.connect(path) as database:
+        create_schema(database)
+        database.execute("INSERT INTO release_genres VALUES (1, 'Jazz')")
+    with connect(path) as database:
+        assert database.read_only
+        with pytest.raises(ReadOnlyError, match="read-only"):
+            database.execute("DROP TABLE release_genres")
+    with connect(path, read_only=False) as database:
+        assert database.fetchall("SELECT genre FROM release_genres") == [("Jazz",)]
+
+
+def test_resolve_database_takes_the_data_dir_from_its_caller(tmp_path: Path) -> None:
+    from toolkit.config import Settings
+    from toolkit.explore import resolve_database
+
+    settings = Settings(data_dir=tmp_path / "elsewhere")
+    assert resolve_database(settings=settings) == tmp_path / "elsewhere" / "collection.duckdb"
+    assert resolve_database("x.sqlite", settings=settings) == Path("x.sqlite")
+
+
+# ------------------------------------------------------------------------ index suggestions
+
+
+def _genre_db(path: Path, releases: int) -> Database:
+    from toolkit.collection import create_schema
+
+    database = Database.connect(path)
+    create_schema(database)
+    genres = ("Rock", "Jazz", "Electronic", "Pop", "Classical", "Folk")
+    with database.transaction():
+        database.executemany(
+            "INSERT INTO release_genres VALUES (?, ?)",
+            [(i, genres[(i * k) % len(genres)]) for i in range(1, releases + 1) for k in (1, 2)],
+        )
+        database.executemany(
+            "INSERT INTO collection_items (instance_id, username, release_id) VALUES (?, 'u', ?)",
+            [(i, i) for i in range(1, releases + 1)],
+        )
+    return database
+
+
+GENRE_QUERY = (
+    "SELECT count(*) FROM collection_items ci "
+    "JOIN release_genres g ON g.release_id = ci.release_id WHERE g.genre = ?"
+)
+
+
+def test_sqlite_suggests_an_index_for_a_genre_filter_and_the_plan_uses_it(tmp_path: Path) -> None:
+    with _genre_db(tmp_path / "ix.sqlite", 500) as database:
+        before = database.explain(GENRE_QUERY, ["Jazz"])
+        assert any(line.strip().startswith("SCAN") for line in before), before
+        suggestions = database.suggest_indexes(GENRE_QUERY, ["Jazz"])
+        assert len(suggestions) == 1
+        suggestion = suggestions[0]
+        assert isinstance(suggestion, IndexSuggestion)
+        assert suggestion.table == "release_genres"
+        assert suggestion.columns[0] == "genre"
+        assert suggestion.sql.startswith("CREATE INDEX IF NOT EXISTS ix_release_genres_genre")
+        assert "genre" in suggestion.reason
+        with pytest.raises(FrozenInstanceError):
+            suggestion.table = "x"  # type: ignore[misc]
+        count = database.scalar(GENRE_QUERY, ["Jazz"])
+        database.execute(suggestion.sql)
+        after = database.explain(GENRE_QUERY, ["Jazz"])
+        genre_line = next(line for line in after if " g " in f" {line.strip()} ")
+        assert "USING COVERING INDEX ix_release_genres_genre" in genre_line, after
+        assert "(genre=?" in genre_line
+        assert not any(line.strip().startswith("SCAN") for line in after), after
+        assert database.scalar(GENRE_QUERY, ["Jazz"]) == count
+        assert database.suggest_indexes(GENRE_QUERY, ["Jazz"]) == []
+
+
+def test_sqlite_suggests_an_index_for_a_sort(tmp_path: Path) -> None:
+    with _genre_db(tmp_path / "sort.sqlite", 10) as database:
+        (suggestion,) = database.suggest_indexes("SELECT title FROM releases ORDER BY year")
+        assert suggestion.columns[0] == "year"
+        assert "sorted" in suggestion.reason
+
+
+def test_suggestions_write_nothing_and_work_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite"
+    _genre_db(path, 20).close()
+    with Database.connect(path, read_only=True) as database:
+        schema = "SELECT type, name FROM sqlite_master ORDER BY name"
+        before = database.fetchall(schema)
+        assert database.suggest_indexes(GENRE_QUERY, ["Jazz"])
+        assert database.fetchall(schema) == before
+
+
+def test_bad_sql_in_suggest_indexes_is_a_query_error(tmp_path: Path) -> None:
+    with _genre_db(tmp_path / "bad.sqlite", 1) as database, pytest.raises(QueryError):
+        database.suggest_indexes("SELEC nonsense")
+
+
+def test_duckdb_suggests_only_selective_point_lookups_on_large_tables(tmp_path: Path) -> None:
+    from toolkit.indexes import DUCKDB_POINT_LOOKUP_MIN_ROWS
+
+    with Database.connect(tmp_path / "big.duckdb") as database:
+        rows = DUCKDB_POINT_LOOKUP_MIN_ROWS + 1000
+        database.execute(
+            "CREATE TABLE t AS SELECT i AS id, i % 6 AS genre, 'x' || i AS catno FROM range(?) r(i)",
+            [rows],
+        )
+        assert database.suggest_indexes("SELECT * FROM t WHERE genre = 3") == []
+        (suggestion,) = database.suggest_indexes("SELECT * FROM t WHERE catno = 'x42'")
+        assert (suggestion.table, suggestion.columns) == ("t", ("catno",))
+        assert "point lookup" in suggestion.reason
+        database.execute(suggestion.sql)
+        assert database.suggest_indexes("SELECT * FROM t WHERE catno = 'x42'") == []
+        database.execute(
+            "CREATE TABLE small AS SELECT i AS id, 'x' || i AS catno FROM range(100) r(i)"
+        )
+        assert database.suggest_indexes("SELECT * FROM small WHERE catno = 'x42'") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to count open files")
+def test_a_failed_sqlite_probe_leaves_no_file_open(tmp_path: Path) -> None:
+    target = tmp_path / "garbage.sqlite"
+    target.write_bytes(b"this is not a database" * 100)
+
+    def open_files() -> set[str]:
+        found = set()
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                found.add(str(fd.readlink()))
+        return found
+
+    assert str(target) not in open_files()
+    # The raised error (and its traceback, which holds the frames) is kept alive on purpose.
+    with pytest.raises(DatabaseError, match="cannot open") as caught:
+        Database.connect(target)
+    assert str(target) not in open_files(), caught.value
+
+
+def test_read_only_errors_name_the_statement(tmp_path: Path) -> None:
+    path = tmp_path / "ro.sqlite"
+    Database.connect(path).close()
+    with (
+        Database.connect(path, read_only=True) as database,
+        pytest.raises(ReadOnlyError, match=r"read-only.*while running: CREATE TABLE t"),
+    ):
+        database.execute("CREATE TABLE t (x INTEGER)")

@@ -23,7 +23,7 @@ import pytest
 import toolkit.pull
 from toolkit.collection import TABLES
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
-from toolkit.config import Settings
+from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import DiscogsClient
@@ -578,6 +578,7 @@ def _cli_env(server: DiscogsSimulator, data_dir: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("DISCOGS_", "TOOLKIT_", "CONCURRENCY_", "CACHE_"))
     }
+    env[ENV_FILE_VARIABLE] = ""  # no .env in the subprocess either
     env.update(
         DISCOGS_API_URL=server.url,
         DISCOGS_RATE_LIMIT=str(FAST),

@@ -733,4 +733,4 @@ def test_serve_cli_prints_url_and_answers() -> None:
         assert body.json()["pagination"]["items"] == 12
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)  # reaps it and closes both pipes
+        proc.communicate(timeout=10)  # also closes the pipes

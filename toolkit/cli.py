@@ -7,10 +7,14 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack, closing, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolkit import __version__
 from toolkit.config import Settings
 from toolkit.errors import PullError, ToolkitError
+
+if TYPE_CHECKING:
+    from toolkit.db import Database
 
 __all__ = ["build_parser", "main"]
 
@@ -45,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats(commands)
     _add_query(commands)
     _add_cache(commands)
+    _add_repair(commands)
     _add_serve(commands)
     _add_bench(commands)
     del commands
@@ -192,16 +197,28 @@ def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``query``: run one SQL statement and print the result."""
+    """``query``: run one SQL statement (read-only unless ``--write``) and print the result."""
     parser = _sub_parser(
         commands,
         "query",
         help="run SQL against the database",
-        description="Run SQL against the database.",
+        description="Run SQL against the database. It is opened read-only: a statement that "
+        "would change it fails (exit 1) unless --write is given.",
     )
     parser.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM collection"')
     _add_db_option(parser)
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--write", action="store_true", help="allow statements that change data")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="show the query plan and the indexes that would serve it, instead of the result",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="with --explain: create the suggested indexes (opens the database for writing)",
+    )
     parser.set_defaults(handler=_run_query)
 
 
@@ -217,13 +234,26 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_run_cache)
 
 
+def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``repair``: recreate collection tables dropped by hand."""
+    parser = _sub_parser(
+        commands,
+        "repair",
+        help="recreate missing collection tables",
+        description="Recreate the tables (empty) and view missing from a collection database; "
+        "releases whose details lived in them are fetched again by the next pull.",
+    )
+    _add_db_option(parser)
+    parser.set_defaults(handler=_run_repair)
+
+
 def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.discogs.client import DiscogsClient
     from toolkit.explore import resolve_database
     from toolkit.pull import pull_collection, save_pull
 
     settings = Settings.from_env()
-    db_path = resolve_database(args.db)
+    db_path = resolve_database(args.db, settings=settings)
     # Both folders first, so a bad path fails in one line before any server is started or asked.
     data_dir = settings.data_dir
     _make_dir(data_dir, f"cannot create the data directory {data_dir} (TOOLKIT_DATA_DIR)")
@@ -274,7 +304,7 @@ def _run_pull(args: argparse.Namespace) -> int:
 def _run_stats(args: argparse.Namespace) -> int:
     from toolkit.explore import collection_summary, connect, resolve_database
 
-    path = resolve_database(args.db)
+    path = resolve_database(args.db, settings=Settings.from_env())
     with closing(connect(path, require_schema=True)) as db:
         summary = collection_summary(db)
     print(f"database: {path}")
@@ -283,10 +313,22 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def _run_query(args: argparse.Namespace) -> int:
+    from toolkit.errors import ReadOnlyError
     from toolkit.explore import connect
 
-    with closing(connect(args.db)) as db:
-        frame = db.df(args.sql)
+    if args.apply and not args.explain:
+        print("discogs-toolkit query: error: --apply needs --explain", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    with closing(
+        connect(args.db, settings=settings, read_only=not (args.write or args.apply))
+    ) as db:
+        if args.explain:
+            return _explain(db, args.sql, apply=args.apply)
+        try:
+            frame = db.df(args.sql)
+        except ReadOnlyError as exc:
+            raise ReadOnlyError(f"{exc} (pass --write to allow changes)") from exc
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":
@@ -296,8 +338,54 @@ def _run_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(db: Database, sql: str, *, apply: bool) -> int:
+    """Print ``sql``'s plan and the indexes that would serve it; create them with ``apply``."""
+    from toolkit.indexes import DUCKDB_NOTE
+
+    print("plan:")
+    for line in db.explain(sql):
+        print(f"  {line}")
+    suggestions = db.suggest_indexes(sql)
+    if not suggestions:
+        reason = DUCKDB_NOTE if db.engine == "duckdb" else "no full scan an index would remove"
+        print(f"no index suggested: {reason}")
+        return 0
+    print("suggested indexes:")
+    for suggestion in suggestions:
+        print(f"  {suggestion.sql};")
+        print(f"    -- {suggestion.reason}")
+    if apply:
+        with db.transaction():
+            for suggestion in suggestions:
+                db.execute(suggestion.sql)
+        print(f"created {len(suggestions)} index(es); plan now:")
+        for line in db.explain(sql):
+            print(f"  {line}")
+    return 0
+
+
+def _run_repair(args: argparse.Namespace) -> int:
+    from toolkit.collection import repair_schema
+    from toolkit.db import Database
+    from toolkit.errors import DatabaseError
+    from toolkit.explore import resolve_database
+
+    path = resolve_database(args.db, settings=Settings.from_env())
+    if not path.exists():
+        raise DatabaseError(f"no database at {path}; nothing to repair")
+    with closing(Database.connect(path)) as db:
+        repair = repair_schema(db)
+    if not repair.recreated:
+        print(f"{path}: nothing missing")
+        return 0
+    print(f"{path}: recreated {', '.join(repair.recreated)}")
+    if repair.releases_to_refetch:
+        print(f"{repair.releases_to_refetch} releases will be fetched again by the next pull")
+    return 0
+
+
 def _run_cache(args: argparse.Namespace) -> int:
-    from toolkit.explore import clear_http_cache, http_cache_stats
+    from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
 
     path = Settings.from_env().http_cache_path
     if args.action == "clear":

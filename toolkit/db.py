@@ -18,17 +18,24 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 import duckdb
 import pandas as pd
 
-from toolkit.errors import DatabaseError, DatabaseLockedError, QueryError, TransactionError
+from toolkit.errors import (
+    DatabaseError,
+    DatabaseLockedError,
+    QueryError,
+    ReadOnlyError,
+    TransactionError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from toolkit.indexes import IndexSuggestion
 
 __all__ = ["Buildable", "Database", "Engine", "SqlLike", "engine_for"]
 
 Engine = Literal["duckdb", "sqlite"]
 
 _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
-_DUCKDB_SUFFIXES = frozenset({".duckdb", ".ddb"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_PREVIEW = 160
 _TX_STATEMENT = re.compile(r"\s*(?:BEGIN|COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
@@ -84,14 +91,24 @@ def _is_locked(exc: BaseException) -> bool:
     return any(message in lowered for message in _LOCK_MESSAGES)
 
 
+def _is_read_only(exc: BaseException) -> bool:
+    """True for a write refused because the database was opened read-only."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == sqlite3.SQLITE_READONLY
+    return isinstance(exc, duckdb.InvalidInputException) and "read-only mode" in str(exc)
+
+
 def _map_error(exc: BaseException, engine: Engine, sql: str | None = None) -> DatabaseError:
     """Translate one engine exception into the toolkit hierarchy, keeping the engine's message."""
     message = str(exc).strip() or type(exc).__name__
     locked = _is_locked(exc)
     if sql is not None:
         message = f"{message} (while running: {_preview(sql)})"
-        if _TX_STATEMENT.match(sql) and not locked:
-            return TransactionError(message)
+    if _is_read_only(exc):
+        return ReadOnlyError(f"the database is open read-only: {message}")
+    if sql is not None and _TX_STATEMENT.match(sql) and not locked:
+        return TransactionError(message)
     if locked:
         return DatabaseLockedError(message)
     if engine == "sqlite":
@@ -285,6 +302,9 @@ class Database:
                 conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, **options)
             else:
                 conn = sqlite3.connect(str(path), **options)
+        except sqlite3.Error as exc:
+            raise cls._open_error(exc, chosen, path) from exc
+        try:
             _prepare_sqlite(conn)
             # sqlite opens lazily: touch the file now so a non-database fails here, clearly.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
@@ -292,8 +312,11 @@ class Database:
                 conn.execute("PRAGMA journal_mode=WAL").fetchall()
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
-        except sqlite3.Error as exc:
-            raise cls._open_error(exc, chosen, path) from exc
+        except BaseException as exc:
+            conn.close()  # the probe failed: never leave the file open behind an error
+            if isinstance(exc, sqlite3.Error):
+                raise cls._open_error(exc, chosen, path) from exc
+            raise
         return cls(conn, chosen, path, read_only=read_only)
 
     @staticmethod
@@ -480,6 +503,24 @@ class Database:
                 "WHERE table_name = ? AND table_schema = 'main'"
             )
         return bool(self.scalar(sql, [name]))
+
+    def explain(self, query: SqlLike, params: Sequence[Any] = ()) -> list[str]:
+        """The query plan as text lines (sqlite's EXPLAIN QUERY PLAN, DuckDB's plan tree)."""
+        from toolkit.indexes import explain
+
+        sql, values = self._resolve(query, params)
+        return explain(self, sql, values)
+
+    def suggest_indexes(self, query: SqlLike, params: Sequence[Any] = ()) -> list[IndexSuggestion]:
+        """Indexes that would serve ``query`` (see :mod:`toolkit.indexes`); creates nothing.
+
+        sqlite: one per full scan or temporary sort an index would remove. DuckDB: only for a
+        selective equality filter on a large table (:data:`toolkit.indexes.DUCKDB_NOTE` says why).
+        """
+        from toolkit.indexes import suggest_indexes
+
+        sql, values = self._resolve(query, params)
+        return suggest_indexes(self, sql, values)
 
     # ------------------------------------------------------------------ transactions
 

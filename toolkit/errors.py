@@ -8,8 +8,11 @@
     ├── BatchError                  some batches failed; carries .failed and .results
     ├── DatabaseError               anything from DuckDB or sqlite, mapped in toolkit.db
     │   ├── QueryError              bad SQL, bad identifiers, wrong parameter count
+    │   │   └── ReadOnlyError       a write on a database opened read-only
     │   ├── TransactionError        begin/commit/rollback failed
-    │   └── DatabaseLockedError     the database file is locked by another process
+    │   ├── DatabaseLockedError     the database file is locked by another process
+    │   ├── SchemaIncompleteError   collection tables were dropped; names them and the repair
+    │   └── CollectionDataError     Discogs JSON too malformed to load (also a ValueError)
     ├── DiscogsError                anything from the Discogs API, mapped in toolkit.discogs.transport
     │   ├── DiscogsAuthError        401 / 403
     │   ├── DiscogsNotFoundError    404
@@ -24,11 +27,13 @@ Messages never contain the Discogs token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "BatchError",
+    "CollectionDataError",
     "ConfigError",
     "DatabaseError",
     "DatabaseLockedError",
@@ -41,6 +46,8 @@ __all__ = [
     "HTTPCacheError",
     "PullError",
     "QueryError",
+    "ReadOnlyError",
+    "SchemaIncompleteError",
     "TaskTimeoutError",
     "ToolkitError",
     "TransactionError",
@@ -96,6 +103,29 @@ class TransactionError(DatabaseError):
 
 class DatabaseLockedError(DatabaseError):
     """The database file is locked by another process."""
+
+
+class ReadOnlyError(QueryError):
+    """A statement tried to change a database opened read-only (``query`` without ``--write``)."""
+
+
+class SchemaIncompleteError(DatabaseError):
+    """Tables of the collection schema are missing (dropped by hand); ``missing`` names them."""
+
+    def __init__(self, missing: Sequence[str], path: str | None) -> None:
+        where = path if path is not None else "the database"
+        db_option = f" --db {shlex.quote(path)}" if path is not None else ""
+        super().__init__(
+            f"{where} is missing collection table(s) {', '.join(missing)}: run "
+            f"`discogs-toolkit repair{db_option}` to recreate them (the next pull fetches "
+            "again what they held)"
+        )
+        self.missing: tuple[str, ...] = tuple(missing)
+        self.path = path
+
+
+class CollectionDataError(DatabaseError, ValueError):
+    """The Discogs JSON handed to ``load_collection`` is structurally unusable."""
 
 
 class DiscogsError(ToolkitError):

@@ -1,20 +1,19 @@
 """Canned queries and matplotlib charts over the collection database, for the CLI and the notebooks.
 
 Every query works on DuckDB and sqlite alike and returns a pandas DataFrame; every chart saves a PNG.
+``connect`` and ``resolve_database`` live in :mod:`toolkit.dbopen` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.collection import schema_version
-from toolkit.config import Settings
 from toolkit.db import Database
-from toolkit.errors import DatabaseError
+from toolkit.dbopen import connect, resolve_database
+from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
 from toolkit.query import CommonQueries, QueryBuilder
 
 if TYPE_CHECKING:
@@ -41,33 +40,6 @@ __all__ = [
     "top_artists",
     "top_labels",
 ]
-
-
-def resolve_database(database: str | Path | None = None) -> Path:
-    """``database`` as a path; None means ``Settings.database_path`` (``$TOOLKIT_DATA_DIR`` honoured)."""
-    if database is None:
-        return Settings.from_env().database_path
-    return Path(database).expanduser()
-
-
-def connect(
-    database: str | Path | None = None, *, read_only: bool = False, require_schema: bool = False
-) -> Database:
-    """Open the collection database (default :func:`resolve_database`); it must exist.
-
-    With ``require_schema`` a database without the toolkit's tables (an unrelated DuckDB or sqlite
-    file) is refused with a :class:`DatabaseError` saying so.
-    """
-    path = resolve_database(database)
-    if not path.exists():
-        raise DatabaseError(f"no database at {path}; run `discogs-toolkit pull` first")
-    db = Database.connect(path, read_only=read_only)
-    if require_schema and not (schema_version(db) > 0 and db.table_exists("collection_items")):
-        db.close()
-        raise DatabaseError(
-            f"{path} is not a discogs-toolkit database; run `discogs-toolkit pull` first"
-        )
-    return db
 
 
 # ---------------------------------------------------------------------------- summary
@@ -382,46 +354,3 @@ def plot(name: str, frame: pd.DataFrame, output_dir: str | Path | None = None) -
         out.mkdir(parents=True, exist_ok=True)
         fig.savefig(out / f"{name}.png", dpi=100)
     return fig
-
-
-# ---------------------------------------------------------------------------- HTTP cache file
-
-
-def http_cache_stats(path: Path) -> dict[str, Any]:
-    """Size and entry count of the requests-cache SQLite file at ``path`` (read-only look)."""
-    if not path.exists():
-        return {"path": str(path), "exists": False, "bytes": 0, "responses": 0}
-    size = sum(p.stat().st_size for p in _cache_files(path))
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-        try:
-            tables = {
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            responses = (
-                int(con.execute("SELECT count(*) FROM responses").fetchone()[0])
-                if "responses" in tables
-                else 0
-            )
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path} is not a readable HTTP cache: {exc}") from None
-    return {"path": str(path), "exists": True, "bytes": size, "responses": responses}
-
-
-def _cache_files(path: Path) -> list[Path]:
-    candidates = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
-    return [p for p in candidates if p.exists()]
-
-
-def clear_http_cache(path: Path) -> int:
-    """Delete the HTTP cache file (and its WAL files); returns the bytes freed (0 if none)."""
-    freed = 0
-    for file in _cache_files(path):
-        freed += file.stat().st_size
-        try:
-            file.unlink()
-        except OSError as exc:
-            raise DatabaseError(f"cannot delete {file}: {exc.strerror}") from None
-    return freed

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from toolkit.config import Settings
+from toolkit.dbopen import connect, resolve_database
 from toolkit.demo import start_simulator
 from toolkit.notebook_runner import (
     NOTEBOOK_DIR,
@@ -27,6 +28,7 @@ from toolkit.notebook_runner import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from toolkit.db import Database
     from toolkit.discogs.client import DiscogsClient
     from toolkit.discogs.simulator import DiscogsSimulator
     from toolkit.pull import PullReport
@@ -38,6 +40,7 @@ __all__ = [
     "chart_pull",
     "inject_parameters",
     "main",
+    "open_database",
     "open_source",
     "plot_timeline",
     "run_notebook",
@@ -126,6 +129,16 @@ def open_source(
     return source
 
 
+def open_database(
+    database: str | Path | None = None, *, settings: Settings | None = None
+) -> Database:
+    """Notebook 02's database, read-only: ``database``, else the settings' default (env honoured).
+
+    Dropped tables raise :class:`~toolkit.errors.SchemaIncompleteError` naming them and the repair.
+    """
+    return connect(database, settings=settings or Settings.from_env(), read_only=True)
+
+
 def run_pull(
     username: str | None = None,
     database: str | Path | None = None,
@@ -149,7 +162,7 @@ def run_pull(
     from toolkit.pull import pull_collection, save_pull
 
     settings = settings or Settings.from_env()
-    db_path = settings.database_path if database is None else Path(database).expanduser()
+    db_path = resolve_database(database, settings=settings)
     with open_source(
         username,
         use_simulator=use_simulator,

@@ -5,7 +5,12 @@ from __future__ import annotations
 from toolkit.bench.model import RowSpec
 from toolkit.bench.rows.cache import cache_hit, cleanup_cost
 from toolkit.bench.rows.concurrency import backoff_delays, concurrency_limit, task_dispatch
-from toolkit.bench.rows.database import bulk_load, query_build, transaction_overhead
+from toolkit.bench.rows.database import (
+    bulk_load,
+    index_suggestion,
+    query_build,
+    transaction_overhead,
+)
 from toolkit.bench.rows.memory import pull_memory
 from toolkit.bench.rows.network import (
     cache_miss,
@@ -44,6 +49,8 @@ ROWS: list[RowSpec] = [
     RowSpec(13, "bulk_load", "Bulk load into DuckDB", "rows/s", "—", "≥ 300k rows/s",
             bulk_load),
     RowSpec(14, "memory", "Peak RSS of a pull with details", "MiB", "—", "—", pull_memory),
+    RowSpec(15, "index", "Suggested index: genre query (sqlite)", "ms", "automatic index suggestions",
+            "found; no scan left; faster", index_suggestion),
 ]  # fmt: skip
 
 

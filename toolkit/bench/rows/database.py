@@ -1,4 +1,4 @@
-"""Rows 4, 5 and 13: query building, transaction overhead and bulk loading."""
+"""Rows 4, 5, 13 and 15: query building, transaction overhead, bulk loading, index suggestions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from toolkit.bench.harness import Candidate, interleaved, loop_of, paired_differences, summarize
 from toolkit.bench.model import BenchContext, RowResult
 
-__all__ = ["bulk_load", "query_build", "transaction_overhead"]
+__all__ = ["GENRE_QUERY", "bulk_load", "index_suggestion", "query_build", "transaction_overhead"]
 
 _CONDITIONS = ["Mint (M)", "Near Mint (NM or M-)", "Very Good Plus (VG+)", "Good (G)"]
 
@@ -322,4 +322,89 @@ def bulk_load(ctx: BenchContext, row: RowResult) -> None:
         "target": 300_000.0,
         "unit": "rows/s (higher is better)",
         "log": True,
+    }
+
+
+#: "Titles of my Jazz records": the genre filter sqlite can only answer with a full scan.
+GENRE_QUERY = (
+    "SELECT r.title, r.year FROM release_genres g "
+    "JOIN collection_items ci ON ci.release_id = g.release_id "
+    "JOIN releases r ON r.release_id = g.release_id WHERE g.genre = ?"
+)
+#: "How many Jazz records": the same filter without fetching rows into Python.
+_GENRE_COUNT = (
+    "SELECT count(*) FROM release_genres g "
+    "JOIN collection_items ci ON ci.release_id = g.release_id WHERE g.genre = ?"
+)
+
+
+def index_suggestion(ctx: BenchContext, row: RowResult) -> None:
+    """A genre query on a sqlite collection before and after the index ``suggest_indexes`` names.
+
+    Both files hold the same collection (loaded with ``load_collection`` from simulated JSON);
+    the second one also has the suggested index. The ratio is after / before (lower is better).
+    """
+    from toolkit.collection import create_schema, load_collection
+    from toolkit.db import Database
+
+    n: int = ctx.pick(2_000, 20_000)
+    items, releases = _load_inputs(n)
+    folder = ctx.work_dir / "index"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with Database.connect(folder / "before.sqlite") as db:
+        create_schema(db)
+        load_collection(db, items, releases, username="bench-index")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(folder / "before.sqlite", folder / "after.sqlite")
+    before = Database.connect(folder / "before.sqlite", read_only=True)
+    after = Database.connect(folder / "after.sqlite")
+    try:
+        genre = "Jazz"
+        suggestions = after.suggest_indexes(GENRE_QUERY, [genre])
+        for suggestion in suggestions:
+            after.execute(suggestion.sql)
+        plan_after = "; ".join(after.explain(GENRE_QUERY, [genre]))
+        matches = len(after.fetchall(GENRE_QUERY, [genre]))
+        samples = interleaved(
+            [
+                Candidate(
+                    "with the suggested index", loop_of(after.fetchall, GENRE_QUERY, [genre])
+                ),
+                Candidate("without (full scan)", loop_of(before.fetchall, GENRE_QUERY, [genre])),
+                Candidate("count, with", loop_of(after.fetchall, _GENRE_COUNT, [genre])),
+                Candidate("count, without", loop_of(before.fetchall, _GENRE_COUNT, [genre])),
+            ],
+            repeats=ctx.pick(7, 21),
+            warmup=2,
+            min_time=ctx.pick(0.005, 0.02),
+        )
+        genre_rows = int(after.scalar("SELECT count(*) FROM release_genres") or 0)
+    finally:
+        before.close()
+        after.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    stats = {name: summarize(values).scaled(1e3) for name, values in samples.items()}
+    ours, baseline = stats["with the suggested index"], stats["without (full scan)"]
+    row.set_ours(ours)
+    row.set_baseline("without (full scan)", baseline)
+    row.ratio_note = "after / before (lower is better)"
+    row.others = {name: s.median for name, s in stats.items()}
+    scans_left = any(step.startswith("SCAN") for step in plan_after.split("; "))
+    row.passed = bool(suggestions) and not scans_left and ours.median < baseline.median
+    created = "; ".join(s.sql for s in suggestions) or "none"
+    count_ratio = stats["count, with"].median / stats["count, without"].median
+    row.note = (
+        f"{len(items):,} items, {genre_rows:,} genre rows, {matches:,} {genre} items fetched; "
+        f"counting them instead: after / before = {count_ratio:.2f}. Suggested: {created}; "
+        f"plan after: {plan_after}."
+    )
+    row.series = {
+        "kind": "bars",
+        "labels": list(stats),
+        "medians": [s.median for s in stats.values()],
+        "p5": [s.p5 for s in stats.values()],
+        "p95": [s.p95 for s in stats.values()],
+        "ours": [0, 2],
+        "unit": "ms per query",
     }

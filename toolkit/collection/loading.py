@@ -1,0 +1,317 @@
+"""Writing the collection: a bulk, idempotent loader and the small reads and writes the pull needs.
+
+Rows come from :mod:`toolkit.collection.parsing`; tables and keys from :mod:`toolkit.collection.schema`.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from toolkit.collection.parsing import (
+    BadValue,
+    Rows,
+    as_mapping,
+    data_error,
+    parse_basic,
+    parse_id,
+    parse_item,
+    parse_release,
+)
+from toolkit.collection.schema import CHILD_TABLES, SCHEMA, TABLES
+from toolkit.db import Database
+from toolkit.errors import CollectionDataError, DatabaseError
+
+__all__ = [
+    "clear_failures",
+    "failure_ids",
+    "known_release_ids",
+    "load_collection",
+    "permanent_failure_ids",
+    "record_failure",
+    "remove_missing_items",
+]
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _storage_time(db: Database, moment: datetime) -> Any:
+    """Naive UTC: a datetime for DuckDB, fixed-width ISO text for sqlite (so text compares work)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if db.engine == "duckdb":
+        return moment
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _frame(db: Database, table: str, rows: Sequence[tuple[Any, ...]]) -> Any:
+    """Rows as a typed Arrow table (DuckDB) or a column dict (sqlite), for Database.temp_table."""
+    spec = TABLES[table]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(spec)
+    if db.engine == "sqlite":
+        return {name: values for (name, _), values in zip(spec, columns, strict=True)}
+    return pa.table(
+        [pa.array(values, type=kind) for (_, kind), values in zip(spec, columns, strict=True)],
+        names=[name for name, _ in spec],
+    )
+
+
+def _ids_frame(db: Database, ids: Iterable[int], column: str = "release_id") -> Any:
+    values = list(ids)
+    if db.engine == "sqlite":
+        return {column: values}
+    return pa.table([pa.array(values, type=pa.int64())], names=[column])
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC (process-wide) for a DuckDB load; nothing built here forms cycles.
+
+    A load allocates ~10^6 tuples, which trigger collections again and again. Measured on
+    10,000 synthetic releases (201,790 rows, 7 interleaved repeats): DuckDB loads at ~370k
+    rows/s paused against ~205k with the GC on, so DuckDB loads pause it. sqlite loads do not:
+    they measured faster with the GC on (~294k against ~270k rows/s).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+#: Tables with a primary key are upserted on it (the declared ``Table.key``); the rest are
+#: plain inserts (their rows were deleted per release first).
+_KEYS: dict[str, str] = {table.name: table.key for table in SCHEMA if table.key is not None}
+#: Extra conditions on an upsert. Never let basic_information (fetched_at NULL) replace a
+#: detailed release.
+_UPSERT_WHEN: dict[str, str] = {
+    "releases": "releases.fetched_at IS NULL OR excluded.fetched_at IS NOT NULL",
+}
+
+
+def _unencodable(table: str, rows: list[tuple[Any, ...]]) -> CollectionDataError:
+    """The error for text neither engine can store (a lone surrogate from ``json.loads``)."""
+    spec = TABLES[table]
+    for row in rows:
+        for (name, _), value in zip(spec, row, strict=True):
+            if type(value) is str:
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return CollectionDataError(
+                        f"{table}.{name} ({spec[0][0]} {row[0]}): text that is not valid "
+                        f"Unicode (a lone surrogate): {value!r}"
+                    )
+    return CollectionDataError(f"{table}: text that is not valid Unicode")
+
+
+def _write(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert (or upsert) rows set-wise: Arrow + INSERT ... SELECT on DuckDB, executemany on sqlite.
+
+    sqlite's ``executemany`` is already set-wise in effect: one prepared statement stepped in C
+    for every row, no Python round trip per row, so it needs no frame. Text that is not valid
+    Unicode raises :class:`CollectionDataError` on both engines (the transaction rolls back).
+    """
+    try:
+        _insert(db, table, rows)
+    except (UnicodeEncodeError, DatabaseError) as exc:
+        if isinstance(exc, UnicodeEncodeError) or isinstance(exc.__cause__, UnicodeEncodeError):
+            raise _unencodable(table, rows) from exc
+        raise
+
+
+def _insert(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
+    names = [name for name, _ in TABLES[table]]
+    columns = ", ".join(names)
+    conflict = ""
+    if table in _KEYS:
+        key, condition = _KEYS[table], _UPSERT_WHEN.get(table)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+        where = f" WHERE {condition}" if condition else ""
+        conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}{where}"
+    if db.engine == "sqlite":
+        marks = ", ".join("?" * len(names))
+        db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks}){conflict}", rows)
+        return
+    with db.temp_table(f"_tk_{table}", _frame(db, table, rows)):
+        # "WHERE true" keeps the parser from reading ON CONFLICT as part of the SELECT.
+        db.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _tk_{table} WHERE true{conflict}"
+        )
+
+
+def load_collection(
+    db: Database,
+    items: Sequence[Mapping[str, Any]] = (),
+    releases: Sequence[Mapping[str, Any]] = (),
+    *,
+    username: str | None = None,
+    fetched_at: datetime | None = None,
+) -> dict[str, int]:
+    """Write collection items and full releases (Discogs API JSON) in one transaction.
+
+    ``items`` are entries of a collection page's ``releases[]`` (with ``basic_information``);
+    ``releases`` are full ``/releases/{id}`` objects, stamped ``fetched_at`` (default: now, UTC).
+    Idempotent: the same input with the same ``fetched_at`` leaves identical tables. A full
+    release replaces all its child rows; an item whose release has no details yet gets a release
+    row (``fetched_at`` NULL) and child rows from ``basic_information``, which never overwrite a
+    detailed release. Returns the number of rows written per table.
+
+    Bad input raises :class:`CollectionDataError`, the same on both engines, naming the place
+    (``releases[3].formats[0].qty (release 249504)``) and leaving the database unchanged:
+    structural problems (a list where an object belongs, a missing id) and values a column
+    cannot hold (``"--5"`` as a rating, an integer beyond the column's 32 or 64 bits, an id of
+    2**63 or more) are found before the transaction starts; text that is not valid Unicode
+    (a lone surrogate) when it is written, which rolls the transaction back. Blank text and
+    None are NULL; integral floats and integer text (``"3"``) are accepted as integers.
+    """
+    with _gc_paused() if db.engine == "duckdb" else nullcontext():
+        stamp = _storage_time(db, fetched_at if fetched_at is not None else datetime.now(UTC))
+        unique: dict[int, tuple[int, Mapping[str, Any]]] = {}
+        for index, data in enumerate(releases):
+            data = as_mapping(data, f"releases[{index}]")
+            unique[parse_id(data.get("id"), f"releases[{index}].id")] = (index, data)
+        out = Rows()
+        for rid, (index, data) in unique.items():
+            where = f"releases[{index}]"
+            try:
+                parse_release(out, rid, data, where, stamp)
+            except BadValue as exc:
+                raise data_error(f"{where}.{exc.field} (release {rid})", exc.message) from None
+        item_rows: dict[int, tuple[Any, ...]] = {}
+        basics: dict[int, tuple[Mapping[str, Any], str]] = {}
+        for index, item in enumerate(items):
+            row, basic = parse_item(index, item, username)
+            item_rows[row[0]] = row
+            if row[3] not in unique:
+                basics[row[3]] = (basic, f"items[{index}].basic_information")
+        parsed_basics = {
+            rid: parse_basic(rid, basic, where) for rid, (basic, where) in basics.items()
+        }
+
+        with db.transaction():
+            if parsed_basics:
+                with db.temp_table("_tk_ids", _ids_frame(db, parsed_basics)):
+                    already = db.fetchall(
+                        "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL "
+                        "AND release_id IN (SELECT release_id FROM _tk_ids)"
+                    )
+                for (rid,) in already:
+                    del parsed_basics[rid]
+            for basic_rows in parsed_basics.values():
+                out.extend(basic_rows)
+            rows: dict[str, list[tuple[Any, ...]]] = {
+                "releases": out.releases,
+                "collection_items": list(item_rows.values()),
+                "release_artists": out.artists,
+                "release_labels": out.labels,
+                "release_genres": out.genres,
+                "release_styles": out.styles,
+                "release_formats": out.formats,
+                "tracks": out.tracks,
+                "artists": list(out.artist_names.items()),
+                "labels": list(out.label_names.items()),
+            }
+            replaced = [row[0] for row in out.releases]
+            with db.temp_table("_tk_ids", _ids_frame(db, replaced)):
+                for table in CHILD_TABLES:
+                    db.execute(
+                        f"DELETE FROM {table} WHERE release_id IN (SELECT release_id FROM _tk_ids)"
+                    )
+            for table, table_rows in rows.items():
+                if table_rows:
+                    _write(db, table, table_rows)
+    return {table: len(table_rows) for table, table_rows in rows.items()}
+
+
+# ------------------------------------------------------------------------ pull pipeline helpers
+
+
+def known_release_ids(db: Database, fresh_since: datetime | None = None) -> set[int]:
+    """Ids of releases with full details (``fetched_at`` set), optionally fetched at/after a time.
+
+    A naive ``fresh_since`` is taken as UTC.
+    """
+    sql = "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL"
+    params: list[Any] = []
+    if fresh_since is not None:
+        sql += " AND fetched_at >= ?"
+        params.append(_storage_time(db, fresh_since))
+    return {int(rid) for (rid,) in db.fetchall(sql, params)}
+
+
+def remove_missing_items(
+    db: Database, username: str, folder_id: int, keep_instance_ids: Iterable[int]
+) -> int:
+    """Delete ``username``'s items (in ``folder_id``; 0 = every folder) not in ``keep_instance_ids``.
+
+    Releases stay (they are a cache of details). Returns the number of items deleted.
+    """
+    keep = _ids_frame(db, {int(i) for i in keep_instance_ids}, "instance_id")
+    condition = "username = ?"
+    params: list[Any] = [username]
+    if folder_id != 0:
+        condition += " AND folder_id = ?"
+        params.append(folder_id)
+    condition += " AND instance_id NOT IN (SELECT instance_id FROM _tk_keep)"
+    with db.transaction(), db.temp_table("_tk_keep", keep):
+        doomed = int(db.scalar(f"SELECT count(*) FROM collection_items WHERE {condition}", params))
+        if doomed:
+            db.execute(f"DELETE FROM collection_items WHERE {condition}", params)
+    return doomed
+
+
+def record_failure(
+    db: Database,
+    release_id: int,
+    error: str,
+    permanent: bool,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Note a failed fetch of ``release_id`` (attempts += 1, last_attempt = now); returns attempts."""
+    stamp = _storage_time(db, now if now is not None else datetime.now(UTC))
+    with db.transaction():
+        db.execute(
+            "INSERT INTO pull_failures (release_id, error, attempts, last_attempt, permanent) "
+            "VALUES (?, ?, 1, ?, ?) ON CONFLICT (release_id) DO UPDATE SET "
+            "error = excluded.error, attempts = pull_failures.attempts + 1, "
+            "last_attempt = excluded.last_attempt, permanent = excluded.permanent",
+            [release_id, error, stamp, bool(permanent)],
+        )
+        attempts = db.scalar(
+            "SELECT attempts FROM pull_failures WHERE release_id = ?", [release_id]
+        )
+    return int(attempts)
+
+
+def clear_failures(db: Database, release_ids: Iterable[int]) -> int:
+    """Forget the failures of these releases (e.g. after a successful fetch); returns rows deleted."""
+    ids = {int(i) for i in release_ids}
+    if not ids:
+        return 0
+    condition = "release_id IN (SELECT release_id FROM _tk_ids)"
+    with db.transaction(), db.temp_table("_tk_ids", _ids_frame(db, ids)):
+        doomed = int(db.scalar(f"SELECT count(*) FROM pull_failures WHERE {condition}"))
+        if doomed:
+            db.execute(f"DELETE FROM pull_failures WHERE {condition}")
+    return doomed
+
+
+def permanent_failure_ids(db: Database) -> set[int]:
+    """Releases whose failure was marked permanent (e.g. 404): not worth fetching again."""
+    return failure_ids(db, permanent=True)
+
+
+def failure_ids(db: Database, *, permanent: bool) -> set[int]:
+    """Releases recorded in ``pull_failures`` as permanent (or, with False, as worth retrying)."""
+    condition = "permanent" if permanent else "NOT permanent"
+    rows = db.fetchall(f"SELECT release_id FROM pull_failures WHERE {condition}")
+    return {int(rid) for (rid,) in rows}

@@ -1,0 +1,456 @@
+"""The collection schema, declared once: tables, columns, keys and indexes; DDL and migrations follow.
+
+Both engines get their DDL from :data:`SCHEMA`, so DuckDB, sqlite and the Arrow frames the loader
+builds can never disagree on a column's name, order or type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from toolkit.db import Database, Engine
+from toolkit.errors import DatabaseError, SchemaIncompleteError
+
+__all__ = [
+    "CHILD_TABLES",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Column",
+    "Index",
+    "SchemaRepair",
+    "Table",
+    "check_schema",
+    "create_schema",
+    "create_table_sql",
+    "missing_tables",
+    "repair_schema",
+    "schema_version",
+]
+
+SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, its Arrow type (which picks the SQL type) and whether NULL is refused."""
+
+    name: str
+    type: pa.DataType
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class Index:
+    """A secondary index (sqlite only: DuckDB's zone maps serve these scans, ART would slow loads)."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: columns in order, the primary-key column (upserts conflict on it), indexes, and the
+    schema version that introduced it (its migration creates it)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: str | None = None
+    indexes: tuple[Index, ...] = ()
+    since: int = 1
+
+
+_INT, _BIG, _TXT, _DBL, _BOOL, _TS = (
+    pa.int32(),
+    pa.int64(),
+    pa.string(),
+    pa.float64(),
+    pa.bool_(),
+    pa.timestamp("us"),
+)
+
+#: Arrow type -> (DuckDB type, sqlite declared type). sqlite keeps BOOLEAN as declared because
+#: toolkit.db reads columns declared BOOLEAN back as bools; timestamps are fixed-width text there.
+_SQL_TYPES: tuple[tuple[pa.DataType, str, str], ...] = (
+    (_INT, "INTEGER", "INTEGER"),
+    (_BIG, "BIGINT", "INTEGER"),
+    (_TXT, "VARCHAR", "TEXT"),
+    (_DBL, "DOUBLE", "REAL"),
+    (_BOOL, "BOOLEAN", "BOOLEAN"),
+    (_TS, "TIMESTAMP", "TEXT"),
+)
+
+
+def _c(name: str, kind: pa.DataType, not_null: bool = False) -> Column:
+    return Column(name, kind, not_null)
+
+
+def _by_release(table: str) -> tuple[Index, ...]:
+    return (Index(f"ix_{table}_release", ("release_id",)),)
+
+
+#: The whole schema. Conventions (multi-value fields as rows, NULLs, timestamps) are listed in
+#: :func:`create_schema`.
+SCHEMA: tuple[Table, ...] = (
+    Table(
+        "collection_items",
+        (
+            _c("instance_id", _BIG),
+            _c("username", _TXT),
+            _c("folder_id", _BIG),
+            _c("release_id", _BIG, True),
+            _c("rating", _INT),
+            _c("date_added", _TXT),
+            _c("notes", _TXT),
+        ),
+        key="instance_id",
+        indexes=(
+            Index("ix_collection_items_release", ("release_id",)),
+            Index("ix_collection_items_user", ("username", "folder_id")),
+        ),
+    ),
+    Table(
+        "releases",
+        (
+            _c("release_id", _BIG),
+            _c("title", _TXT),
+            _c("year", _INT),
+            _c("country", _TXT),
+            _c("released", _TXT),
+            _c("master_id", _BIG),
+            _c("status", _TXT),
+            _c("data_quality", _TXT),
+            _c("lowest_price", _DBL),
+            _c("num_for_sale", _INT),
+            _c("community_have", _INT),
+            _c("community_want", _INT),
+            _c("community_rating_average", _DBL),
+            _c("community_rating_count", _INT),
+            _c("fetched_at", _TS),
+        ),
+        key="release_id",
+    ),
+    Table("artists", (_c("artist_id", _BIG), _c("name", _TXT)), key="artist_id"),
+    Table(
+        "release_artists",
+        (
+            _c("release_id", _BIG, True),
+            _c("artist_id", _BIG),
+            _c("position", _INT, True),
+            _c("anv", _TXT),
+            _c("join_phrase", _TXT),
+            _c("role", _TXT),
+        ),
+        indexes=_by_release("release_artists"),
+    ),
+    Table("labels", (_c("label_id", _BIG), _c("name", _TXT)), key="label_id"),
+    Table(
+        "release_labels",
+        (_c("release_id", _BIG, True), _c("label_id", _BIG), _c("catno", _TXT)),
+        indexes=_by_release("release_labels"),
+    ),
+    Table(
+        "release_genres",
+        (_c("release_id", _BIG, True), _c("genre", _TXT, True)),
+        indexes=_by_release("release_genres"),
+    ),
+    Table(
+        "release_styles",
+        (_c("release_id", _BIG, True), _c("style", _TXT, True)),
+        indexes=_by_release("release_styles"),
+    ),
+    Table(
+        "release_formats",
+        (
+            _c("release_id", _BIG, True),
+            _c("position", _INT, True),
+            _c("name", _TXT),
+            _c("qty", _INT),
+            _c("descriptions", _TXT),
+            _c("text", _TXT),
+        ),
+        indexes=_by_release("release_formats"),
+    ),
+    Table(
+        "tracks",
+        (
+            _c("release_id", _BIG, True),
+            _c("position", _TXT),
+            _c("sequence", _INT, True),
+            _c("title", _TXT),
+            _c("duration_seconds", _INT),
+            _c("type", _TXT),
+        ),
+        indexes=_by_release("tracks"),
+    ),
+    Table(
+        "pull_failures",
+        (
+            _c("release_id", _BIG),
+            _c("error", _TXT),
+            _c("attempts", _INT, True),
+            _c("last_attempt", _TS),
+            _c("permanent", _BOOL, True),
+        ),
+        key="release_id",
+        since=2,
+    ),
+)
+
+_BY_NAME = {table.name: table for table in SCHEMA}
+
+#: Every table's columns and their Arrow types, in DDL order (derived from :data:`SCHEMA`).
+TABLES: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
+    table.name: tuple((column.name, column.type) for column in table.columns) for table in SCHEMA
+}
+
+#: Tables holding rows per release; a full release replaces all of its rows in them.
+CHILD_TABLES: tuple[str, ...] = (
+    "release_artists",
+    "release_labels",
+    "release_genres",
+    "release_styles",
+    "release_formats",
+    "tracks",
+)
+
+#: Tables whose rows come only with a release's details: losing one means re-fetching them.
+_DETAIL_TABLES = frozenset({*CHILD_TABLES, "artists", "labels"})
+
+_VERSION_TABLE = "schema_version"
+#: Names only a toolkit database has; one of them (and another of ours) marks a file as one.
+_DISTINCTIVE = frozenset({*CHILD_TABLES, "collection_items", "pull_failures"}) - {"tracks"}
+_VIEW_NAME = "collection"
+
+
+def _sql_type(kind: pa.DataType, engine: Engine) -> str:
+    for arrow, duck, lite in _SQL_TYPES:
+        if kind == arrow:
+            return duck if engine == "duckdb" else lite
+    raise TypeError(f"no SQL type declared for Arrow type {kind}")  # a SCHEMA typo, not user input
+
+
+def create_table_sql(table: Table, engine: Engine) -> str:
+    """``CREATE TABLE`` for ``table`` on ``engine``."""
+    parts = []
+    for column in table.columns:
+        part = f"{column.name} {_sql_type(column.type, engine)}"
+        if column.name == table.key:
+            part += " PRIMARY KEY"
+        elif column.not_null:
+            part += " NOT NULL"
+        parts.append(part)
+    return f"CREATE TABLE {table.name} ({', '.join(parts)})"
+
+
+def _migration(engine: Engine, version: int) -> tuple[str, ...]:
+    """The statements that bring a database from ``version - 1`` to ``version``."""
+    return tuple(create_table_sql(t, engine) for t in SCHEMA if t.since == version)
+
+
+def _index_sql(engine: Engine) -> Iterator[str]:
+    if engine != "sqlite":
+        return
+    for table in SCHEMA:
+        for index in table.indexes:
+            columns = ", ".join(index.columns)
+            yield f"CREATE INDEX IF NOT EXISTS {index.name} ON {table.name} ({columns})"
+
+
+_VIEW = """CREATE VIEW collection AS
+WITH artist_agg AS (
+    SELECT release_id, {agg_name_pos} AS artists FROM (
+        SELECT ra.release_id, ra.position, COALESCE(a.name, ra.anv) AS name
+        FROM release_artists ra LEFT JOIN artists a ON a.artist_id = ra.artist_id
+        WHERE ra.role IS NULL ORDER BY ra.release_id, ra.position) AS s
+    GROUP BY release_id),
+label_agg AS (
+    SELECT release_id, {agg_name_name} AS labels FROM (
+        SELECT DISTINCT rl.release_id, lb.name
+        FROM release_labels rl JOIN labels lb ON lb.label_id = rl.label_id
+        WHERE lb.name IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+catno_agg AS (
+    SELECT release_id, {agg_catno} AS catnos FROM (
+        SELECT DISTINCT release_id, catno FROM release_labels
+        WHERE catno IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+genre_agg AS (
+    SELECT release_id, {agg_genre} AS genres FROM (
+        SELECT release_id, genre FROM release_genres ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+style_agg AS (
+    SELECT release_id, {agg_style} AS styles FROM (
+        SELECT release_id, style FROM release_styles ORDER BY 1, 2) AS s
+    GROUP BY release_id),
+format_agg AS (
+    SELECT release_id, {agg_name_pos} AS formats FROM (
+        SELECT release_id, position, name FROM release_formats
+        WHERE name IS NOT NULL ORDER BY 1, 2) AS s
+    GROUP BY release_id)
+SELECT ci.instance_id, ci.username, ci.folder_id, ci.release_id, ci.rating, ci.date_added,
+    aa.artists, r.title, la.labels, ca.catnos, r.year, r.country, r.released,
+    ga.genres, sa.styles, fa.formats, r.master_id, r.status, r.data_quality,
+    r.lowest_price, r.num_for_sale, r.community_have, r.community_want,
+    r.community_rating_average, r.community_rating_count, ci.notes, r.fetched_at
+FROM collection_items ci
+LEFT JOIN releases r ON r.release_id = ci.release_id
+LEFT JOIN artist_agg aa ON aa.release_id = ci.release_id
+LEFT JOIN label_agg la ON la.release_id = ci.release_id
+LEFT JOIN catno_agg ca ON ca.release_id = ci.release_id
+LEFT JOIN genre_agg ga ON ga.release_id = ci.release_id
+LEFT JOIN style_agg sa ON sa.release_id = ci.release_id
+LEFT JOIN format_agg fa ON fa.release_id = ci.release_id"""
+
+
+def _view_sql(engine: Engine) -> str:
+    def agg(column: str, order: str) -> str:
+        if engine == "duckdb":
+            return f"string_agg({column}, ', ' ORDER BY {order})"
+        # sqlite < 3.44 has no ORDER BY in aggregates, so the inner subquery is ordered and
+        # group_concat takes rows in that order. sqlite documents that order as arbitrary, but
+        # for this shape (an ordered subquery, grouped on its leading sort key) it keeps it;
+        # test_view_aggregates_in_order checks it. Not the 3.44 syntax: a view written with it
+        # would make the whole file unreadable to an older sqlite.
+        return f"group_concat({column}, ', ')"
+
+    return _VIEW.format(
+        agg_name_pos=agg("name", "position"),
+        agg_name_name=agg("name", "name"),
+        agg_catno=agg("catno", "catno"),
+        agg_genre=agg("genre", "genre"),
+        agg_style=agg("style", "style"),
+    )
+
+
+def _existing(db: Database) -> set[str]:
+    """Names of the tables and views in the main schema."""
+    if db.engine == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+    else:
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    return {str(name) for (name,) in db.fetchall(sql)}
+
+
+def schema_version(db: Database) -> int:
+    """The schema version stored in ``db`` (0 when the schema was never created)."""
+    if not db.table_exists(_VERSION_TABLE):
+        return 0
+    return int(db.scalar(f"SELECT max(version) FROM {_VERSION_TABLE}") or 0)
+
+
+def _expected_version(db: Database, existing: set[str]) -> int:
+    """The stored version; without the version table, the newest one its remaining tables show."""
+    if _VERSION_TABLE in existing:
+        return schema_version(db)
+    return max((t.since for t in SCHEMA if t.name in existing), default=0)
+
+
+def missing_tables(db: Database, *, view: bool = True) -> tuple[str, ...]:
+    """Tables (and, with ``view``, the ``collection`` view) a collection database should have but lacks.
+
+    Empty for a complete schema and for a file that is not a collection database (new, or
+    unrelated even if it has a ``releases`` table). Tables of later versions than the stored one are not missing: a migration
+    adds them.
+    """
+    existing = _existing(db)
+    present = existing & {_VERSION_TABLE, _VIEW_NAME, *TABLES}
+    if len(present) < 2 or not present & _DISTINCTIVE:
+        return ()  # new, or someone else's file that merely has a "releases" or "labels" table
+    version = _expected_version(db, existing)
+    wanted = [_VERSION_TABLE, *(t.name for t in SCHEMA if t.since <= version)]
+    if view:
+        wanted.append(_VIEW_NAME)
+    return tuple(name for name in wanted if name not in existing)
+
+
+def check_schema(db: Database, *, view: bool = True) -> None:
+    """Raise :class:`SchemaIncompleteError` when tables of the collection schema were dropped."""
+    missing = missing_tables(db, view=view)
+    if missing:
+        raise SchemaIncompleteError(missing, None if db.path is None else str(db.path))
+
+
+def create_schema(db: Database) -> int:
+    """Create or upgrade the collection schema to :data:`SCHEMA_VERSION`; idempotent.
+
+    Applies the missing migrations in one transaction, then (re)creates the ``collection`` view
+    (one row per collection item, artists/labels/genres/... aggregated as ", "-joined text).
+    A database written by a newer toolkit raises :class:`DatabaseError`; one whose tables were
+    dropped by hand raises :class:`SchemaIncompleteError` (see :func:`repair_schema`). Returns
+    the version.
+
+    Conventions: multi-value fields are rows (one genre per row, never split on commas); year 0
+    ("unknown" on Discogs) is NULL; in ``release_artists`` ``role IS NULL`` marks the release's
+    main artists while credits (``extraartists``) carry their role text; ``position`` orders
+    artists and formats; ``release_formats.descriptions`` and ``collection_items.notes`` hold the
+    API's list as JSON text; ``tracks.sequence`` is the index in the tracklist (heading rows are
+    kept, their empty position stored as NULL); ``fetched_at`` is naive UTC (TIMESTAMP on
+    DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known only from
+    a collection page's ``basic_information``. Empty strings from the API are stored as NULL.
+    """
+    with db.transaction():
+        current = schema_version(db)
+        if current > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database has collection schema version {current}, newer than this "
+                f"toolkit's {SCHEMA_VERSION}: upgrade discogs-toolkit"
+            )
+        check_schema(db, view=False)  # the view is recreated below anyway
+        if current == 0:
+            db.execute(f"CREATE TABLE {_VERSION_TABLE} (version INTEGER NOT NULL)")
+            db.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (0)")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _migration(db.engine, version):
+                db.execute(statement)
+        if current != SCHEMA_VERSION:
+            db.execute(f"UPDATE {_VERSION_TABLE} SET version = ?", [SCHEMA_VERSION])
+        for statement in _index_sql(db.engine):
+            db.execute(statement)
+        db.execute(f"DROP VIEW IF EXISTS {_VIEW_NAME}")
+        db.execute(_view_sql(db.engine))
+    return SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class SchemaRepair:
+    """What :func:`repair_schema` did: tables recreated (empty) and releases marked for re-fetch."""
+
+    recreated: tuple[str, ...]
+    releases_to_refetch: int
+
+
+def repair_schema(db: Database) -> SchemaRepair:
+    """Recreate the tables (and view) dropped from a collection database, in one transaction.
+
+    Recreated tables are empty. When one of them held rows that come with a release's details
+    (tracks, genres, artists ...), every release is marked as not yet fetched (``fetched_at``
+    NULL), so the next pull fetches the details again (from the HTTP cache where it still has
+    them) and fills the tables; nothing else is touched.
+    """
+    with db.transaction():
+        existing = _existing(db)
+        missing = missing_tables(db)
+        if not missing:
+            create_schema(db)
+            return SchemaRepair((), 0)
+        version = _expected_version(db, existing)
+        if version > SCHEMA_VERSION:
+            create_schema(db)  # raises: written by a newer toolkit
+        if _VERSION_TABLE in missing:
+            db.execute(f"CREATE TABLE {_VERSION_TABLE} (version INTEGER NOT NULL)")
+            db.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?)", [version])
+        for name in missing:
+            if name in _BY_NAME:
+                db.execute(create_table_sql(_BY_NAME[name], db.engine))
+        refetch = 0
+        if _DETAIL_TABLES & set(missing) and "releases" not in missing:
+            refetch = int(
+                db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL") or 0
+            )
+            db.execute("UPDATE releases SET fetched_at = NULL WHERE fetched_at IS NOT NULL")
+        create_schema(db)
+    return SchemaRepair(missing, refetch)
