@@ -976,6 +976,7 @@ def test_library_clients_never_read_the_environment_or_dotenv(
     monkeypatch.setenv("DISCOGS_RATE_LIMIT", "7")
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path / "env-data"))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TOOLKIT_ENV_FILE")  # conftest disables .env; this test needs the lookup
     (tmp_path / ".env").write_text("DISCOGS_USER_AGENT=from-dotenv/1.0\nCACHE_DEFAULT_TTL=5000\n")
     defaults = Settings()
     with DiscogsClient(cache_path=":memory:") as plain:
