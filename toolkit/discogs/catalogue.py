@@ -645,7 +645,8 @@ class Catalogue:
         rid = int(base["id"])
         rng = random.Random(f"discogs-sim/{self.seed}/release/{rid}")
         have = int(rng.lognormvariate(4.0, 1.4))
-        want = int(have * rng.uniform(0.1, 2.5))
+        # mostly fewer wants than haves (median ~0.6), a rare record wanted twice over
+        want = int(have * (0.05 + 2.0 * (rng.uniform(0.1, 2.5) / 2.5) ** 2))
         votes = min(have, int(have * rng.uniform(0.02, 0.2)))
         for_sale = 0 if rng.random() < 0.3 else int(rng.lognormvariate(1.5, 1.2)) + 1
         price = round(rng.lognormvariate(1.8, 0.9), 2) if for_sale else None

@@ -88,9 +88,7 @@ def _year_weights(rng: random.Random, first: int, last: int) -> dict[int, float]
     }
 
 
-def _date_added(
-    release_year: int, weights: Mapping[int, float], rng: random.Random
-) -> dt.datetime:
+def _date_added(release_year: int, weights: Mapping[int, float], rng: random.Random) -> dt.datetime:
     """A moment in a year drawn from ``weights``, never before the release came out."""
     years = [y for y in weights if y >= release_year] or [max(weights)]
     year = rng.choices(years, weights=[weights[y] for y in years])[0]
