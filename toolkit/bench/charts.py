@@ -11,14 +11,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from toolkit.bench.model import RowResult
+from toolkit.chart_style import DPI, PALETTE, integer_ticks, shorten, styled
 
 __all__ = ["chart_name", "draw_row", "png_bytes", "write_charts"]
 
-OURS = "#1f77b4"
+OURS = PALETTE[0]
 BASE = "#9e9e9e"
-PEER = "#ff7f0e"
-CLAIM = "#d62728"
-TARGET = "#2ca02c"
+PEER = PALETTE[1]
+CLAIM = PALETTE[3]
+TARGET = PALETTE[2]
 
 
 def chart_name(row: RowResult) -> str:
@@ -46,7 +47,12 @@ def _label(value: float) -> str:
 def _title(ax: Axes, row: RowResult, subtitle: str = "") -> None:
     verdict = row.verdict.upper()
     head = f"{row.number}. {row.name} — {verdict}"
-    ax.set_title(head + (f"\n{subtitle}" if subtitle else ""), fontsize=10, loc="left")
+    ax.set_title(head, fontsize=11, fontweight="bold", loc="left", pad=20 if subtitle else 8)
+    if subtitle:
+        ax.annotate(
+            subtitle, xy=(0.0, 1.0), xycoords="axes fraction", xytext=(0, 5),
+            textcoords="offset points", fontsize=8.5, color="#444444", va="bottom", ha="left",
+        )  # fmt: skip
 
 
 def _reference_lines(ax: Axes, series: dict[str, Any], *, vertical: bool) -> None:
@@ -78,7 +84,7 @@ def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     err = [[max(m - lo, 0.0) for m, lo in zip(medians, low, strict=True)],
            [max(hi - m, 0.0) for m, hi in zip(medians, high, strict=True)]]  # fmt: skip
     ax.barh(ypos, medians, xerr=err, color=colors, capsize=3, height=0.6)
-    ax.set_yticks(ypos, labels, fontsize=9)
+    ax.set_yticks(ypos, [shorten(label, 44) for label in labels], fontsize=9)
     unit = str(series.get("unit", row.unit))
     ax.set_xlabel(f"{unit} (median, whiskers p5–p95)")
     claim = series.get("claim")
@@ -110,6 +116,8 @@ def _scaling(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
                 label=str(series.get("baseline_label", row.baseline_name or "baseline")))  # fmt: skip
     _reference_lines(ax, series, vertical=False)
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{n:,.0f}" for n in sizes])  # the sizes measured, not powers of 10
+    ax.set_xticks([], minor=True)
     values = [*series["ours"], *series.get("baseline", [])]
     for ref in ("claim", "target"):
         if isinstance(series.get(ref), int | float):
@@ -133,7 +141,8 @@ def _trace(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         ax.axhline(limit, color=TARGET, linestyle="--", linewidth=1.2, label=f"limit {limit}")
         ax.axhspan(limit + 0.0001, limit + 1, color=CLAIM, alpha=0.12, label="spec's ±1")
         ax.set_ylim(0, limit + 2)
-        ax.set_ylabel("in flight", fontsize=8)
+        ax.set_ylabel("tasks in flight", fontsize=8)
+        integer_ticks(ax.yaxis)
         ax.text(0.995, 0.92, f"peak {trace['peak']}", transform=ax.transAxes, ha="right",
                 va="top", fontsize=8)  # fmt: skip
         ax.legend(fontsize=7, loc="lower right")
@@ -152,7 +161,9 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         ax.bar(xs, values, width=width, label=name, color=palette[i % len(palette)])
         for x, v in zip(xs, values, strict=True):
             ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), groups, fontsize=9)
+    ax.set_xticks(range(len(groups)), [shorten(g, 24) for g in groups], fontsize=9)
+    if sum(len(g) for g in groups) > 70:  # would run into each other side by side
+        ax.tick_params(axis="x", labelrotation=20)
     ax.set_ylabel(str(series.get("ylabel", row.unit)))
     flat = [v for values in bars.values() for v in values]
     if series.get("log", _needs_log(flat)):
@@ -172,7 +183,9 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         ours = set(panel.get("ours", series.get("ours", [0])))
         colors = [OURS if i in ours else BASE for i in range(len(labels))]
         ax.bar(range(len(labels)), values, color=colors)
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xticks(range(len(labels)), [shorten(lab, 18) for lab in labels], fontsize=8)
+        if sum(len(str(lab)) for lab in labels) > 36:
+            ax.tick_params(axis="x", labelrotation=25)
         ax.set_title(str(panel["title"]), fontsize=9)
         for x, v in enumerate(values):
             ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=8)
@@ -191,8 +204,8 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
             ax.legend(fontsize=7, loc="upper right")
     subtitle = str(series.get("subtitle", ""))
     fig.suptitle(f"{row.number}. {row.name} — {row.verdict.upper()}"
-                 + (f"\n{subtitle}" if subtitle else ""), fontsize=10, x=0.01,
-                 ha="left")  # fmt: skip
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11, x=0.01,
+                 ha="left", fontweight="bold")  # fmt: skip
 
 
 def _cumulative(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
@@ -209,7 +222,8 @@ def _cumulative(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     ax.set_xlim(0, end * 1.02)
     ax.set_ylim(0, len(finishes) * 1.08 + 1)
     ax.set_xlabel("seconds since the first request")
-    ax.set_ylabel("requests")
+    ax.set_ylabel("requests completed (cumulative)")
+    integer_ticks(ax.yaxis)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     _title(ax, row, str(series.get("subtitle", "")))
@@ -244,13 +258,13 @@ def draw_row(row: RowResult) -> Figure:
     elif kind == "bars":
         height = max(2.6, 0.55 * len(row.series.get("labels", [])) + 1.6)
     # A bare Figure (no pyplot): no global state, no backend switch, safe in notebooks.
-    fig = Figure(figsize=(8.0, height), dpi=110)
-    draw = _DRAW.get(str(kind)) if kind else None
-    if draw is None:
-        _placeholder(fig, row)
-    else:
-        draw(fig, row, row.series)
-    fig.tight_layout()
+    with styled():
+        fig = Figure(figsize=(8.0, height), dpi=DPI, layout="constrained")
+        draw = _DRAW.get(str(kind)) if kind else None
+        if draw is None:
+            _placeholder(fig, row)
+        else:
+            draw(fig, row, row.series)
     return fig
 
 
@@ -261,7 +275,7 @@ def write_charts(rows: Sequence[RowResult], out_dir: Path) -> list[Path]:
     paths: list[Path] = []
     for row in rows:
         path = charts / chart_name(row)
-        draw_row(row).savefig(path)
+        draw_row(row).savefig(path, dpi=DPI)
         row.chart = f"charts/{path.name}"
         paths.append(path)
     return paths
