@@ -371,6 +371,7 @@ def test_additions_chart_labels_whole_years_and_says_what(tmp_path: Path) -> Non
 def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.text import Text
 
     from toolkit import explore
 
@@ -388,7 +389,9 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
         box = fig.bbox
-        for text in fig.findobj(lambda a: hasattr(a, "get_text") and bool(a.get_text())):
+        for text in fig.findobj(Text):
+            if not text.get_text():
+                continue
             extent = text.get_window_extent(renderer)
             assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, (name, text.get_text())
         labels = _tick_labels(fig.axes[0].yaxis if name == "lowest_prices" else fig.axes[0].xaxis)

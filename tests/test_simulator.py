@@ -236,7 +236,7 @@ def test_demo_collection_serves_the_real_releases(
     """Over HTTP, the demo's items and their /releases bodies are the dump sample's records."""
     real = {r["id"]: r for r in real_releases()}
     url = f"{sim.url}/users/demo/collection/folders/0/releases"
-    page = session.get(url, params={"per_page": 100, "sort": "year"}, headers=AUTH).json()
+    page = session.get(url, params={"per_page": "100", "sort": "year"}, headers=AUTH).json()
     assert page["pagination"]["items"] == DEMO_ITEMS
     for item in page["releases"][:25]:
         info = item["basic_information"]
@@ -760,4 +760,4 @@ def test_serve_cli_prints_url_and_answers() -> None:
         assert body.json()["pagination"]["items"] == 12
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)  # reads and closes both pipes (no ResourceWarning)

@@ -73,7 +73,8 @@ def styled() -> Iterator[None]:
     import matplotlib as mpl
     from cycler import cycler
 
-    with mpl.rc_context({**RC, "axes.prop_cycle": cycler(color=PALETTE)}):
+    settings: dict[str, Any] = {**RC, "axes.prop_cycle": cycler(color=PALETTE)}
+    with mpl.rc_context(settings):  # type: ignore[arg-type]  # stubs want literal keys
         yield
 
 
