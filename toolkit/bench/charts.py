@@ -44,6 +44,31 @@ def _label(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _plain_log(axis: Any) -> None:
+    """Log-scale ticks as plain numbers (0.1, 1, 1,000), 2s and 5s labelled within two decades."""
+    from matplotlib.ticker import FuncFormatter
+
+    low, high = sorted(axis.get_view_interval())
+    narrow = low > 0 and high / low < 100
+
+    def minor(value: float, _pos: int) -> str:
+        lead = f"{value:.0e}"[0]
+        return _label(value) if narrow and lead in "25" else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: _label(value)))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _wrap(label: object, width: int = 16) -> str:
+    """A tick label on at most three lines of ``width`` characters (ellipsis beyond)."""
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(str(label).split()), width) or [""]
+    if len(lines) > 3:
+        lines = [*lines[:2], shorten(" ".join(lines[2:]), width)]
+    return "\n".join(lines)
+
+
 def _title(ax: Axes, row: RowResult, subtitle: str = "") -> None:
     verdict = row.verdict.upper()
     head = f"{row.number}. {row.name} — {verdict}"
@@ -97,11 +122,15 @@ def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         extents.append(float(series["target"]))
     if series.get("log", _needs_log(extents)):
         ax.set_xscale("log")
+        _plain_log(ax.xaxis)
     for y, m, hi in zip(ypos, medians, high, strict=True):
         ax.annotate(f"  {_label(m)}", (max(m, hi), y), va="center", fontsize=8)
     _reference_lines(ax, series, vertical=True)
+    low_edge, high_edge = ax.get_xlim()
+    top = max(e for e in extents if e == e) if extents else high_edge  # room for the numbers
+    ax.set_xlim(low_edge, max(high_edge, top * (2.2 if ax.get_xscale() == "log" else 1.15)))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _title(ax, row, str(series.get("subtitle", "")))
 
 
@@ -124,17 +153,18 @@ def _scaling(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
             values.append(float(series[ref]))
     if _needs_log(values):
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
     ax.set_xlabel(str(series.get("xlabel", "N")))
     ax.set_ylabel(str(series.get("ylabel", row.unit)))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _title(ax, row, str(series.get("subtitle", "")))
 
 
 def _trace(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     traces: list[dict[str, Any]] = list(series["traces"])
     axes = fig.subplots(len(traces), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, trace in zip(axes, traces, strict=True):
+    for i, (ax, trace) in enumerate(zip(axes, traces, strict=True)):
         limit = int(trace["limit"])
         times = [t * 1e3 for t in trace["times"]]
         ax.step(times, trace["counts"], where="post", color=OURS, linewidth=1, label="in flight")
@@ -145,7 +175,8 @@ def _trace(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         integer_ticks(ax.yaxis)
         ax.text(0.995, 0.92, f"peak {trace['peak']}", transform=ax.transAxes, ha="right",
                 va="top", fontsize=8)  # fmt: skip
-        ax.legend(fontsize=7, loc="lower right")
+        if i == 0:  # one legend, beside the traces rather than over them
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1].set_xlabel("time since start (ms)")
     _title(axes[0], row, str(series.get("subtitle", "")))
 
@@ -160,7 +191,7 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         xs = [g + (i - (len(bars) - 1) / 2) * width for g in range(len(groups))]
         ax.bar(xs, values, width=width, label=name, color=palette[i % len(palette)])
         for x, v in zip(xs, values, strict=True):
-            ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
+            ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)), [shorten(g, 24) for g in groups], fontsize=9)
     if sum(len(g) for g in groups) > 70:  # would run into each other side by side
         ax.tick_params(axis="x", labelrotation=20)
@@ -168,6 +199,7 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     flat = [v for values in bars.values() for v in values]
     if series.get("log", _needs_log(flat)):
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
     _reference_lines(ax, series, vertical=False)
     ax.legend(fontsize=8)
     _title(ax, row, str(series.get("subtitle", "")))
@@ -183,9 +215,7 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         ours = set(panel.get("ours", series.get("ours", [0])))
         colors = [OURS if i in ours else BASE for i in range(len(labels))]
         ax.bar(range(len(labels)), values, color=colors)
-        ax.set_xticks(range(len(labels)), [shorten(lab, 18) for lab in labels], fontsize=8)
-        if sum(len(str(lab)) for lab in labels) > 36:
-            ax.tick_params(axis="x", labelrotation=25)
+        ax.set_xticks(range(len(labels)), [_wrap(lab) for lab in labels], fontsize=8)
         ax.set_title(str(panel["title"]), fontsize=9)
         for x, v in enumerate(values):
             ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=8)
@@ -196,8 +226,11 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
             ax.set_yscale("log")
             bottom = min(v for v in values if v > 0) if any(v > 0 for v in values) else 1e-3
             ax.set_ylim(bottom / 3, top * 3)
+            _plain_log(ax.yaxis)
         else:
             ax.set_ylim(0, top * 1.2)
+            if all(float(v).is_integer() for v in values):  # counts: no 0.2 of a request
+                integer_ticks(ax.yaxis)
         if isinstance(target, int | float):
             ax.axhline(float(target), color=TARGET, linestyle="--", linewidth=1.5,
                        label="our target")  # fmt: skip
