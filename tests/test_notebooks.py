@@ -341,6 +341,11 @@ def test_index_page_captions_every_chart_and_links_the_notebooks(tmp_path: Path)
     assert "extra chart" in page  # an unknown chart still gets a caption
     assert page.index("pull-timeline.png") < page.index("genres_by_decade.png")
     assert "Charts (11)" in page
+    stale = tmp_path / "old_chart.png"
+    stale.write_bytes(b"\x89PNG\r\n\x1a\n")
+    os.utime(stale, (1_000_000.0, 1_000_000.0))
+    page = write_index(tmp_path, executed, since=2_000_000.0).read_text(encoding="utf-8")
+    assert "old_chart.png" not in page and "Charts (11)" in page  # only this run's charts
 
 
 def _tick_labels(axis: Any) -> list[str]:

@@ -71,7 +71,7 @@ RC: dict[str, Any] = {
 def styled() -> Iterator[None]:
     """Draw with :data:`RC` and :data:`PALETTE` (text and lines take the style when created)."""
     import matplotlib as mpl
-    from cycler import cycler
+    from matplotlib.rcsetup import cycler
 
     settings: dict[str, Any] = {**RC, "axes.prop_cycle": cycler(color=PALETTE)}
     with mpl.rc_context(settings):  # type: ignore[arg-type]  # stubs want literal keys

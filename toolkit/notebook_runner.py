@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,10 +164,13 @@ def _captions() -> dict[str, str]:
     return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS}
 
 
-def write_index(output_dir: str | Path, notebooks: Sequence[Path] = ()) -> Path:
+def write_index(
+    output_dir: str | Path, notebooks: Sequence[Path] = (), *, since: float | None = None
+) -> Path:
     """Write ``index.html`` in ``output_dir``: every PNG there with a one-line caption, and links.
 
     ``notebooks`` are the executed notebooks (linked as HTML when exported, else as .ipynb).
+    ``since`` (a ``time.time()``) leaves out PNGs older than that: charts of an earlier run.
     Charts are shown in the order the notebooks draw them; unknown PNGs come last, by name.
     """
     from html import escape
@@ -174,7 +178,8 @@ def write_index(output_dir: str | Path, notebooks: Sequence[Path] = ()) -> Path:
     out = Path(output_dir)
     captions = _captions()
     order = {name: i for i, name in enumerate(captions)}
-    pngs = sorted(out.glob("*.png"), key=lambda p: (order.get(p.stem, len(order)), p.name))
+    fresh = [p for p in out.glob("*.png") if since is None or p.stat().st_mtime >= since]
+    pngs = sorted(fresh, key=lambda p: (order.get(p.stem, len(order)), p.name))
     links = []
     for path in notebooks:
         target = path.with_suffix(".html") if path.with_suffix(".html").is_file() else path
@@ -195,9 +200,9 @@ def write_index(output_dir: str | Path, notebooks: Sequence[Path] = ()) -> Path:
             "figure{margin:2em 0}figcaption{margin-top:.4em}code{color:#666}</style>",
             "</head><body>",
             "<h1>discogs-toolkit demo</h1>",
-            "<p>The demo collection's releases are real Discogs records (the 2020-08-06 data dump "
-            "sample); the owner's dates, folders, ratings and notes, and the community and price "
-            "figures, are simulated.</p>",
+            "<p>On the built-in simulator (<code>make demo</code>) the collection's releases are "
+            "real Discogs records (the 2020-08-06 data dump sample); the owner's dates, folders, "
+            "ratings and notes, and the community and price figures, are simulated.</p>",
             "<h2>Executed notebooks</h2>",
             "<ul>",
             *links,
@@ -259,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters["simulator_rate_limit"] = args.simulator_rate_limit
     parameters.update(args.param)
     names = tuple(args.notebook) if args.notebook else NOTEBOOKS
+    started = time.time() - 1.0  # file times may be coarser than time.time()
     written = run_notebooks(
         args.output, parameters, notebooks=names, html=args.html, settings=settings
     )
@@ -274,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     print(f"try:       {bin_dir / 'discogs-toolkit'} stats")
     print(f"live:      {bin_dir / 'jupyter'} lab {NOTEBOOK_DIR}")
-    index = write_index(out, written)
+    index = write_index(out, written, since=started)
     print("every chart with a caption, and the notebooks:")
     print(index)  # the last line: the page to open
     return 0
