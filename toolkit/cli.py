@@ -497,7 +497,9 @@ def _run_catalogue_load(args: argparse.Namespace) -> int:
                 bar.update(sum(done.values()) - bar.n)
                 elapsed = bar.format_dict["elapsed"] or 0.0
                 rate = state.records / elapsed if elapsed > 0 else 0.0
-                bar.set_postfix_str(f"{state.kind} {state.records:,} ({rate:,.0f}/s)", refresh=False)
+                bar.set_postfix_str(
+                    f"{state.kind} {state.records:,} ({rate:,.0f}/s)", refresh=False
+                )
 
         report = load_dumps(args.paths, settings.data_dir, only=only, progress=callback)
     print(report.summary())

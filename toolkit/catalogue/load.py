@@ -11,7 +11,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -66,7 +66,9 @@ def collection_refs(db: Database) -> CollectionRefs:
         artist_ids=ids(
             f"SELECT DISTINCT artist_id FROM release_artists WHERE release_id IN ({items})"
         ),
-        label_ids=ids(f"SELECT DISTINCT label_id FROM release_labels WHERE release_id IN ({items})"),
+        label_ids=ids(
+            f"SELECT DISTINCT label_id FROM release_labels WHERE release_id IN ({items})"
+        ),
     )
 
 
@@ -121,8 +123,7 @@ class LoadReport:
             for reason, count in report.skipped.items():
                 skipped[reason] = skipped.get(reason, 0) + count
         line = (
-            f"catalogue loaded: {', '.join(parts)} in {self.seconds:.1f} s "
-            f"({rate:,.0f} records/s)"
+            f"catalogue loaded: {', '.join(parts)} in {self.seconds:.1f} s ({rate:,.0f} records/s)"
         )
         if skipped:
             line += "; " + ", ".join(f"{count:,} {reason}" for reason, count in skipped.items())
@@ -262,7 +263,10 @@ def _merge_named(work: Database, tables_dir: Path, table: str, records: str, cre
     """``artists``/``labels``: the dump's records, plus ids only known from release credits."""
     key = CATALOGUE_TABLES[table][0][0]
     extra = ", ".join(f"NULL::{_SQL[kind]} AS {name}" for name, kind in CATALOGUE_TABLES[table][2:])
-    own, credited = _quote(tables_dir / f"{records}.parquet"), _quote(tables_dir / f"{credits}.parquet")
+    own, credited = (
+        _quote(tables_dir / f"{records}.parquet"),
+        _quote(tables_dir / f"{credits}.parquet"),
+    )
     work.execute(
         f"""COPY (
             SELECT * FROM read_parquet({own})
@@ -368,7 +372,9 @@ def load_dumps(
         tables_dir.mkdir(parents=True)
         try:
             reports = _build(by_kind, previous, tables_dir, only, progress)
-            pq.write_table(_dumps_rows(previous, reports, only is not None, stamp), table_path(temp, "dumps"))
+            pq.write_table(
+                _dumps_rows(previous, reports, only is not None, stamp), table_path(temp, "dumps")
+            )
             generation = root / name
             temp.rename(generation)
             pointer = root / ".CURRENT.tmp"

@@ -177,12 +177,16 @@ def _root_element(head: bytes) -> str | None:
 class DumpReader:
     """A binary file object over a dump's XML, without the characters XML 1.0 forbids.
 
-    ``position()`` is how far the file on disk (compressed, for ``.gz``) has been read.
+    ``position()`` is how far the file on disk (compressed, for ``.gz``) has been read. Reads
+    of ``chunk_size`` bytes bound how far lxml's tree runs ahead of the record being handled.
     """
 
-    def __init__(self, raw: IO[bytes], compressed: bool, skips: Skips) -> None:
+    def __init__(
+        self, raw: IO[bytes], compressed: bool, skips: Skips, chunk_size: int = _READ
+    ) -> None:
         self._raw = raw
-        self._stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if compressed else raw
+        self._chunk_size = chunk_size
+        self._stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=raw) if compressed else raw
         self._skips = skips
         self._carry = b""
         self._eof = False
@@ -197,7 +201,8 @@ class DumpReader:
             if self._eof:
                 out, self._carry = self._carry, b""
                 return out
-            chunk = self._stream.read(max(size, _READ) if size > 0 else _READ)
+            # Always a whole chunk (lxml keeps what exceeds ``size`` for its next call).
+            chunk = self._stream.read(self._chunk_size)
             if not chunk:
                 self._eof = True
                 continue
@@ -236,8 +241,8 @@ def open_dump(dump: DumpFile, skips: Skips) -> Iterator[DumpReader]:
 def iter_records(reader: IO[bytes] | DumpReader, tag: str) -> Iterator[Any]:
     """Each record element (a child of the root named ``tag``), cleared once the caller moves on.
 
-    The element and every earlier sibling are dropped from the tree before the next record is
-    read, so the tree holds the current record and at most the records of one input chunk.
+    The element and every earlier sibling are removed from the tree before the next record is
+    handled, so the tree holds the current record and those lxml already read ahead (one chunk).
     Elements of the same name nested in a record (a label's sublabels) are not records.
     """
     context = etree.iterparse(
@@ -254,8 +259,9 @@ def iter_records(reader: IO[bytes] | DumpReader, tag: str) -> Iterator[Any]:
             continue
         yield element
         element.clear(keep_tail=False)
-        while element.getprevious() is not None:
+        while element.getprevious() is not None:  # unknown top-level elements, if any
             del parent[0]
+        parent.remove(element)  # complete: lxml is building a later sibling, never this one
 
 
 # ---------------------------------------------------------------------------------- records
@@ -315,9 +321,7 @@ def _year_of(released: str | None) -> int | None:
     return None
 
 
-def _credits(
-    rows: Rows, rid: int, container: Any, main: bool, start: int, skips: Skips
-) -> int:
+def _credits(rows: Rows, rid: int, container: Any, main: bool, start: int, skips: Skips) -> int:
     """Append one ``<artists>``/``<extraartists>`` block's credits; returns the next position."""
     append = rows["release_artists"].append
     names = rows["credit_artists"]
@@ -347,7 +351,9 @@ def _credits(
     return position
 
 
-def _release(element: Any, rows: Rows, skips: Skips, as_of: Any, keep: set[int] | None) -> int | None:
+def _release(
+    element: Any, rows: Rows, skips: Skips, as_of: Any, keep: set[int] | None
+) -> int | None:
     rid = _id(element.get("id"), skips)
     if rid is None:
         return None
@@ -536,7 +542,12 @@ def _label(element: Any, rows: Rows, skips: Skips, keep: set[int] | None) -> int
 
 
 def parse_record(
-    kind: str, element: Any, rows: Rows, skips: Skips, *, as_of: Any = None,
+    kind: str,
+    element: Any,
+    rows: Rows,
+    skips: Skips,
+    *,
+    as_of: Any = None,
     keep: set[int] | None = None,
 ) -> int | None:
     """Append one record's rows; returns its id, 0 when ``keep`` excludes it, None without an id.

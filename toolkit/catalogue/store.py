@@ -108,7 +108,8 @@ def attach(db: Database, data_dir: str | os.PathLike[str]) -> Path | None:
 
 
 def _attach_duckdb(db: Database, generation: Path | None) -> None:
-    db.execute(f"ATTACH ':memory:' AS {SCHEMA}")
+    # READ_ONLY false: a read-only connection would otherwise refuse the in-memory database.
+    db.execute(f"ATTACH ':memory:' AS {SCHEMA} (READ_ONLY false)")
     for table, columns in CATALOGUE_TABLES.items():
         path = None if generation is None else table_path(generation, table)
         if path is not None and path.is_file():
@@ -184,4 +185,3 @@ def build_sqlite(generation: Path, path: Path) -> None:
         with suppress(OSError):
             temp.unlink()
         raise
-
