@@ -357,9 +357,8 @@ def test_the_parser_tree_never_keeps_finished_records() -> None:
     skips = Skips()
     most = 0
     previous: Any = None
-    with RELEASES_2020.open("rb") as raw:
-        records = iter_records(DumpReader(raw, True, skips, chunk_size=chunk), "release")
-        for index, element in enumerate(records):
+    with RELEASES_2020.open("rb") as raw, DumpReader(raw, True, skips, chunk) as reader:
+        for index, element in enumerate(iter_records(reader, "release")):
             root = element.getparent()
             assert element.getprevious() is None  # every earlier record was removed
             ahead = sum(1 for s in starts[index + 1 :] if s < ends[index] + 2 * chunk)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import queue
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -180,11 +182,56 @@ def _root_element(head: bytes) -> str | None:
             return None
 
 
+class _Inflater:
+    """Decompresses a gzip stream a few chunks ahead in a thread: zlib releases the GIL, so
+    inflating overlaps with parsing. At most ``depth`` chunks wait in the queue."""
+
+    def __init__(self, stream: gzip.GzipFile, raw: IO[bytes], chunk_size: int, depth: int = 4):
+        self._queue: queue.Queue[tuple[bytes, int] | BaseException] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(stream, raw, chunk_size), name="dump-inflate", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stream: gzip.GzipFile, raw: IO[bytes], chunk_size: int) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = stream.read(chunk_size)
+                self._put((chunk, raw.tell()))
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: tuple[bytes, int] | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)  # wakes to see close() while blocked
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> tuple[bytes, int]:
+        """The next decompressed chunk and the compressed bytes read so far (``b""`` at the end)."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (before the file underneath is closed)."""
+        self._stop.set()
+        self._thread.join()
+
+
 class DumpReader:
     """A binary file object over a dump's XML, without the characters XML 1.0 forbids.
 
     ``position()`` is how far the file on disk (compressed, for ``.gz``) has been read. Reads
     of ``chunk_size`` bytes bound how far lxml's tree runs ahead of the record being handled.
+    A ``.gz`` is inflated in a thread (see :class:`_Inflater`): use the reader as a context
+    manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -192,23 +239,45 @@ class DumpReader:
     ) -> None:
         self._raw = raw
         self._chunk_size = chunk_size
-        self._stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=raw) if compressed else raw
+        self._inflater = (
+            _Inflater(gzip.GzipFile(fileobj=raw), raw, chunk_size) if compressed else None
+        )
+        self._position = 0
         self._skips = skips
         self._carry = b""
         self._eof = False
 
+    def __enter__(self) -> DumpReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the inflating thread, if any (idempotent)."""
+        if self._inflater is not None:
+            self._inflater.close()
+
     def position(self) -> int:
         """Bytes of the input file read so far."""
-        return self._raw.tell()
+        return self._position
+
+    def _next_chunk(self) -> bytes:
+        if self._inflater is not None:
+            chunk, self._position = self._inflater.get()
+            return chunk
+        chunk = self._raw.read(self._chunk_size)
+        self._position = self._raw.tell()
+        return chunk
 
     def read(self, size: int = -1) -> bytes:
-        """Up to about ``size`` bytes of cleaned XML; ``b""`` at the end."""
+        """About ``chunk_size`` bytes of cleaned XML, whatever ``size``; ``b""`` at the end."""
         while True:
             if self._eof:
                 out, self._carry = self._carry, b""
                 return out
             # Always a whole chunk (lxml keeps what exceeds ``size`` for its next call).
-            chunk = self._stream.read(self._chunk_size)
+            chunk = self._next_chunk()
             if not chunk:
                 self._eof = True
                 continue
@@ -264,9 +333,9 @@ def _prune(data: bytes) -> tuple[bytes, bytes]:
 @contextmanager
 def open_dump(dump: DumpFile, skips: Skips) -> Iterator[DumpReader]:
     """Open a dump for streaming; read errors inside the block become :class:`DumpError`."""
-    with _open_raw(dump.path) as raw:
+    with _open_raw(dump.path) as raw, DumpReader(raw, dump.compressed, skips) as reader:
         try:
-            yield DumpReader(raw, dump.compressed, skips)
+            yield reader
         except (EOFError, OSError, zlib.error, etree.XMLSyntaxError) as exc:
             raise DumpError(
                 f"{dump.path}: {_describe_stream_error(exc)}", path=str(dump.path)
