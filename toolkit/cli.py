@@ -496,7 +496,7 @@ def _run_catalogue_load(args: argparse.Namespace) -> int:
                 done[state.path] = state.bytes_read
                 bar.update(sum(done.values()) - bar.n)
                 elapsed = bar.format_dict["elapsed"] or 0.0
-                rate = state.records / elapsed if elapsed > 0 else 0.0
+                rate = state.records / elapsed if elapsed >= 1 else 0.0  # steady after 1 s
                 bar.set_postfix_str(
                     f"{state.kind} {state.records:,} ({rate:,.0f}/s)", refresh=False
                 )
