@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from toolkit.catalogue.parse import DumpFile, Rows, Skips, inspect_dump, iter_records, open_dump
 from toolkit.catalogue.parse import parse_record as _parse_record
-from toolkit.catalogue.schema import CATALOGUE_TABLES, KIND_TABLES, KINDS, arrow_schema
+from toolkit.catalogue.schema import CATALOGUE_TABLES, KIND_TABLES, KINDS, arrow_schema, sql_type
 from toolkit.catalogue.store import catalogue_dir, current_generation, table_path
 from toolkit.db import Database
 from toolkit.errors import DatabaseError, DumpError
@@ -262,7 +262,9 @@ def _quote(path: Path) -> str:
 def _merge_named(work: Database, tables_dir: Path, table: str, records: str, credits: str) -> None:
     """``artists``/``labels``: the dump's records, plus ids only known from release credits."""
     key = CATALOGUE_TABLES[table][0][0]
-    extra = ", ".join(f"NULL::{_SQL[kind]} AS {name}" for name, kind in CATALOGUE_TABLES[table][2:])
+    extra = ", ".join(
+        f"NULL::{sql_type(kind, 'duckdb')} AS {name}" for name, kind in CATALOGUE_TABLES[table][2:]
+    )
     own, credited = (
         _quote(tables_dir / f"{records}.parquet"),
         _quote(tables_dir / f"{credits}.parquet"),
@@ -276,9 +278,6 @@ def _merge_named(work: Database, tables_dir: Path, table: str, records: str, cre
             GROUP BY c.{key}
         ) TO {_quote(table_path(tables_dir.parent, table))} (FORMAT parquet, COMPRESSION zstd)"""
     )
-
-
-_SQL = {pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.string(): "VARCHAR"}
 
 
 def _referenced_by_catalogue(
