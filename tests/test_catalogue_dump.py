@@ -203,6 +203,12 @@ def test_sub_tracks_make_an_index_track(loaded_2020: Path) -> None:
         }
         top_level = db.scalar("SELECT count(*) FROM catalogue.tracks")
     assert index_releases == with_sub
+    with open_catalogue("duckdb", loaded_2020) as db:
+        credits = db.scalar("SELECT count(*) FROM catalogue.release_artists")
+    # release-level credits only (per-track credits are not in the collection's tables either)
+    assert credits == sum(
+        len(r.findall("artists/artist") + r.findall("extraartists/artist")) for r in root
+    )
     assert top_level == sum(len(r.findall("tracklist/track")) for r in root)
 
 
@@ -286,6 +292,8 @@ MESSY = (
     '<master_id is_main_release="true">77</master_id><released>0</released>'
     "<wibble><wobble>unknown</wobble></wibble>"
     "<tracklist><track><position>1</position><title>Suite</title><duration/>"
+    "<artists><artist><id>7</id><name>Track artist</name></artist></artists>"
+    "<extraartists><artist><id>8</id><name>Track credit</name></artist></extraartists>"
     "<sub_tracks><track><position>1a</position><title>Part</title><duration>1:00</duration></track>"
     "</sub_tracks></track><track><position>2</position><title>Ref&#7;erence</title>"
     "<duration>1:02:03</duration></track></tracklist>"
