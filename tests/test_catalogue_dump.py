@@ -341,18 +341,34 @@ def test_messy_records_do_not_abort_the_load(tmp_path: Path, engine: str) -> Non
         assert db.scalar("SELECT skipped FROM catalogue.dumps") == 1
 
 
-def test_control_characters_split_across_reads_are_removed(tmp_path: Path) -> None:
-    # A reference cut by the reader's chunk boundary is completed by the next read.
+def test_cleaning_does_not_depend_on_where_reads_split_the_stream(tmp_path: Path) -> None:
+    """References, raw control characters and dropped elements cut by a read boundary are
+    handled the same as whole ones, whatever the chunk size."""
     records = "".join(
-        f'<release id="{i}"><title>t{i}&#x7;</title><notes>{"n" * (i * 37)}</notes></release>'
-        for i in range(1, 3000)
+        f'<release id="{i}"><images><image uri=""/></images><title>t{i}&#x7;\x01'
+        f"&amp;&#228;</title><tracklist><track><title>x</title><extraartists><artist>"
+        f"<id>{i}</id></artist></extraartists></track></tracklist><notes>n&#7;</notes>"
+        f"</release>"
+        for i in range(1, 6)
     )
-    dump = write_gz(tmp_path / "discogs_20240101_releases.xml.gz", dump_xml(records))
-    report = load_dumps([dump], tmp_path / "data")
-    assert report.files[0].skipped == {"control characters removed": 2999}
-    with open_catalogue("duckdb", tmp_path / "data") as db:
-        assert db.scalar("SELECT count(*) FROM catalogue.releases WHERE title NOT LIKE 't%'") == 0
-        assert db.scalar("SELECT count(*) FROM catalogue.releases") == 2999
+    xml = dump_xml(records)
+    plain = tmp_path / "r.xml"
+    plain.write_bytes(xml)
+
+    def cleaned(chunk: int) -> tuple[bytes, dict[str, int]]:
+        skips = Skips()
+        out = []
+        with plain.open("rb") as raw, DumpReader(raw, False, skips, chunk) as reader:
+            while data := reader.read(65536):
+                out.append(data)
+        return b"".join(out), skips.counts
+
+    whole, counts = cleaned(1 << 20)
+    assert b"&#x7;" not in whole and b"\x01" not in whole and b"&#228;" in whole
+    assert b"<images>" not in whole and b"<notes>" not in whole and b"<extraartists>" not in whole
+    assert counts == {"control characters removed": 10}  # those in dropped notes are not seen
+    for chunk in range(1, 64):
+        assert cleaned(chunk) == (whole, counts), chunk
 
 
 def test_the_parser_tree_never_keeps_finished_records() -> None:

@@ -291,10 +291,14 @@ class DumpReader:
         removed = len(data) - len(kept)
         kept, self._carry = _prune(kept)
         if not self._carry:
-            # A reference cut by the chunk's end is kept back and completed by the next read.
+            # A tag or a reference cut by the chunk's end is kept back and completed by the next
+            # read, so what is dropped or removed never depends on where reads fall.
+            tail = kept.rfind(b"<")
+            if tail >= 0 and b">" not in kept[tail:]:
+                kept, self._carry = kept[:tail], kept[tail:]
             tail = kept.rfind(b"&", max(0, len(kept) - _REF_MAX))
             if tail >= 0 and b";" not in kept[tail:]:
-                kept, self._carry = kept[:tail], kept[tail:]
+                kept, self._carry = kept[:tail], kept[tail:] + self._carry
         if b"&#" in kept:
             kept, count = _FORBIDDEN_REF.subn(b"", kept)
             removed += count
