@@ -180,6 +180,7 @@ def build_sqlite(generation: Path, path: Path) -> None:
             conn.execute("COMMIT")
         finally:
             conn.close()
+        temp.chmod(0o644)  # mkstemp makes it private; the Parquet files beside it are not
         os.replace(temp, path)
     except BaseException:
         with suppress(OSError):
