@@ -126,7 +126,7 @@ class LoadReport:
             f"catalogue loaded: {', '.join(parts)} in {self.seconds:.1f} s ({rate:,.0f} records/s)"
         )
         if skipped:
-            line += "; " + ", ".join(f"{count:,} {reason}" for reason, count in skipped.items())
+            line += "; " + ", ".join(f"{reason}: {count:,}" for reason, count in skipped.items())
         return line
 
 

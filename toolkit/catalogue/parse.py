@@ -86,13 +86,6 @@ class Skips:
         if count:
             self.counts[reason] = self.counts.get(reason, 0) + count
 
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def describe(self) -> str:
-        """``"1 record without an id, 2 control characters removed"`` (empty when nothing)."""
-        return ", ".join(f"{count:,} {reason}" for reason, count in self.counts.items())
-
 
 def _open_raw(path: Path) -> IO[bytes]:
     try:
