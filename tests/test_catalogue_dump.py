@@ -660,3 +660,17 @@ def test_cli_progress_bar_and_summary(
 def test_fixtures_are_only_in_the_project() -> None:
     assert SAMPLES.is_dir() and "shared" not in SAMPLES.resolve().parts
     assert inspect_dump(RELEASES_2020).dump_date == date(2020, 8, 6)
+
+
+def test_a_missing_file_and_a_concurrent_load_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DumpError, match="no such file"):
+        load_dumps([tmp_path / "discogs_20200806_releases.xml.gz"], tmp_path / "data")
+    fcntl = pytest.importorskip("fcntl")
+    root = catalogue_dir(tmp_path / "data")
+    root.mkdir(parents=True)
+    with (root / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DumpError, match="another catalogue load is running"):
+            load_dumps([FILES_2017[0]], tmp_path / "data")
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert load_dumps([FILES_2017[0]], tmp_path / "data").files[0].records == 10
