@@ -1,7 +1,8 @@
 """Stream records out of a Discogs monthly dump (``.xml.gz`` or ``.xml``) into table rows.
 
-Decompression, the removal of characters XML 1.0 forbids and lxml's ``iterparse`` all work on
-the stream: nothing is decompressed to disk, and each record is cleared once its rows are taken.
+The file is inflated on the fly (in a thread), cleaned of the characters XML 1.0 forbids and of
+elements no table uses, and parsed by lxml's ``iterparse`` one record at a time: nothing is
+decompressed to disk, and each record leaves the tree once its rows are taken.
 """
 
 from __future__ import annotations
