@@ -5,6 +5,7 @@ from __future__ import annotations
 from toolkit.config import Settings
 from toolkit.errors import (
     BatchError,
+    CollectionDataError,
     ConfigError,
     DatabaseError,
     DatabaseLockedError,
@@ -14,9 +15,12 @@ from toolkit.errors import (
     DiscogsRateLimitError,
     DiscogsResponseError,
     DiscogsUnavailableError,
+    DumpError,
     HTTPCacheError,
     PullError,
     QueryError,
+    ReadOnlyError,
+    SchemaIncompleteError,
     TaskTimeoutError,
     ToolkitError,
     TransactionError,
@@ -26,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchError",
+    "CollectionDataError",
     "ConfigError",
     "DatabaseError",
     "DatabaseLockedError",
@@ -35,9 +40,12 @@ __all__ = [
     "DiscogsRateLimitError",
     "DiscogsResponseError",
     "DiscogsUnavailableError",
+    "DumpError",
     "HTTPCacheError",
     "PullError",
     "QueryError",
+    "ReadOnlyError",
+    "SchemaIncompleteError",
     "Settings",
     "TaskTimeoutError",
     "ToolkitError",
