@@ -30,6 +30,7 @@ from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.pull import PullReport, pull_collection, rate_bound_seconds
 from toolkit.ratelimit import SlidingWindowLimiter
+from toolkit.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMPS = {"fetched_at", "last_attempt"}
@@ -320,22 +321,50 @@ def test_page_failures_are_counted_per_page_and_the_batch_keeps_the_rest(
     assert len(user.items) == 125 and ids == expected
 
 
-def test_retries_come_from_the_settings_or_the_argument(
+def test_retries_come_from_the_settings_or_the_argument_never_the_environment(
     catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = catalogue.user("retry", items=6)
     distinct = len({item["id"] for item in user.items})
     plan = FaultPlan(error_rate=1.0, statuses=(500,), kinds=frozenset({"release"}))
-    monkeypatch.setenv("CONCURRENCY_RETRIES", "0")
+    # The library never reads the environment: only the settings passed in count.
+    monkeypatch.setenv("CONCURRENCY_RETRIES", "5")
+    settings = Settings(concurrency_retries=0, data_dir=tmp_path)
     with simulator(catalogue, faults=plan) as server:
         with client_for(server, tmp_path / "a.sqlite", max_retries=0) as client:
-            report = pull("retry", tmp_path / "a.duckdb", client, concurrency=2)
+            report = pull("retry", tmp_path / "a.duckdb", client, concurrency=2, settings=settings)
         assert report.failures == distinct
-        assert len(releases_requested(server)) == distinct  # CONCURRENCY_RETRIES=0: one attempt
+        assert len(releases_requested(server)) == distinct  # concurrency_retries=0: one attempt
         server.reset_counters()
         with client_for(server, tmp_path / "b.sqlite", max_retries=0) as client:
             report = pull("retry", tmp_path / "b.duckdb", client, concurrency=2, retries=1)
         assert len(releases_requested(server)) == 2 * distinct
+        server.reset_counters()
+        with client_for(server, tmp_path / "c.sqlite", max_retries=0) as client:
+            report = pull("retry", tmp_path / "c.duckdb", client, concurrency=2)
+        # No settings: Settings()'s two retries, not the environment's five.
+        assert len(releases_requested(server)) == 3 * distinct == 3 * report.failures
+
+
+def test_concurrency_timeout_bounds_each_attempt(catalogue: Catalogue, tmp_path: Path) -> None:
+    """An answer slower than the attempt timeout fails the attempt; the last one is recorded."""
+    user = catalogue.user("slow", items=4)
+    distinct = {item["id"] for item in user.items}
+    # Attempts get concurrency_timeout plus the client's rate window (its most wait for a slot):
+    # 0.1 + 0.05 s, far below the server's 1 s, so no attempt can ever finish in time.
+    settings = Settings(concurrency_timeout=0.1, concurrency_retries=0, data_dir=tmp_path)
+    path = tmp_path / "c.duckdb"
+    with simulator(catalogue, latency=1.0) as server:
+        with client_for(server, tmp_path / "a.sqlite", window=0.05) as client:
+            report = pull(
+                "slow", path, client, concurrency=len(distinct), details=True, settings=settings
+            )
+    assert report.items == 4 and report.releases_fetched == 0
+    assert report.failures == len(distinct) and report.permanent_failures == 0
+    with Database.connect(path, read_only=True) as db:
+        rows = db.fetchall("SELECT release_id, error, permanent FROM pull_failures")
+    assert {r[0] for r in rows} == distinct
+    assert all(r[1].startswith("TaskTimeoutError") and "0.15 s" in r[1] and not r[2] for r in rows)
 
 
 def test_404_is_recorded_as_permanent_and_not_retried(tmp_path: Path) -> None:
@@ -497,13 +526,6 @@ def default_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
-
-
 @pytest.mark.usefixtures("default_sigint")
 def test_interrupt_writes_every_answer_that_arrived(
     catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -543,10 +565,10 @@ def test_interrupt_writes_every_answer_that_arrived(
 
         def interrupt_while_blocked() -> None:
             try:
-                _wait_for(lambda: server.stats().by_kind.get("release", 0) > 0, "a /releases call")
+                wait_until(lambda: server.stats().by_kind.get("release", 0) > 0, "a /releases call")
                 with db.transaction():
-                    _wait_for(lambda: answered_releases(server) == distinct, "every answer")
-                    _wait_for(every_answer_received, "the pull to receive every answer")
+                    wait_until(lambda: answered_releases(server) == distinct, "every answer")
+                    wait_until(every_answer_received, "the pull to receive every answer")
                     signal.pthread_kill(main, signal.SIGINT)
             except BaseException as exc:  # reported by the test thread
                 problems.append(exc)

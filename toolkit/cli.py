@@ -260,9 +260,12 @@ def _run_pull(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=args.progress,
             per_page=min(args.per_page, 100),
+            settings=settings,
         )
     print(report.as_table())
     print(f"database: {db_path}")
+    for line in report.malformed_items:
+        print(f"discogs-toolkit: malformed item not loaded: {line}", file=sys.stderr)
     # The saved reports are a convenience for notebook 01; the pull itself succeeded regardless.
     with suppress(OSError):
         save_pull(report, settings.data_dir)
