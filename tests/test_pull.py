@@ -21,14 +21,21 @@ from typing import Any
 import pytest
 
 import toolkit.pull
-from toolkit.collection import TABLES
+from toolkit.collection import TABLES, CollectionDataError
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import Settings
 from toolkit.db import Database
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
-from toolkit.pull import PullReport, pull_collection, rate_bound_seconds
+from toolkit.errors import DatabaseError, DatabaseLockedError
+from toolkit.pull import (
+    PullReport,
+    load_saved_pull,
+    pull_collection,
+    rate_bound_seconds,
+    save_pull,
+)
 from toolkit.ratelimit import SlidingWindowLimiter
 from toolkit.testing import wait_until
 
@@ -485,6 +492,207 @@ def test_transient_failures_are_recorded_then_retried_next_pull(
     assert retry.releases_fetched == len(failed) and retry.failures == 0
     with Database.connect(path, read_only=True) as db:
         assert db.scalar("SELECT count(*) FROM pull_failures") == 0
+
+
+def test_malformed_items_are_reported_and_nothing_stored_is_lost(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("bent", items=60)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        assert pull("bent", path, client).complete
+    before = snapshot(path)
+    # Two items go bad on the server (pages 1 and 3 of 25), and two others leave the collection.
+    first, third = user.items[3], user.items[55]
+    first["rating"] = "--5"
+    third["basic_information"] = {**third["basic_information"], "artists": "x"}
+    user.remove_items([user.items[10]["instance_id"], user.items[30]["instance_id"]])
+    with client_for(sim, tmp_path / "b.sqlite") as client:
+        report = pull("bent", path, client)
+    with client_for(sim, tmp_path / "c.sqlite") as client:
+        where = {
+            item["instance_id"]: f"page {page} items[{index}]"
+            for page in (1, 2, 3)
+            for index, item in enumerate(client.get_collection_page("bent", 0, page, 25)["releases"])
+        }
+    lines = sorted(report.malformed_items)
+    assert len(lines) == 2 and not report.complete
+    bad_rating, bad_artists = sorted(lines, key=lambda line: "rating" not in line)
+    assert bad_rating.startswith(f"{where[first['instance_id']]}.rating ")
+    assert f"instance {first['instance_id']}" in bad_rating and "'--5'" in bad_rating
+    assert bad_artists.startswith(f"{where[third['instance_id']]}.basic_information.artists")
+    assert report.pages_failed == 0 and report.items == 56
+    assert report.as_dict()["items_malformed"] == 2
+    # An incomplete load removes nothing, and the bad items keep what was stored for them.
+    assert report.items_removed == 0
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+    save_pull(report, tmp_path / "saved")
+    loaded = load_saved_pull(tmp_path / "saved")
+    assert loaded == report and loaded is not None and loaded.malformed_items == report.malformed_items
+
+
+class HookedClient(DiscogsClient):
+    """A real client that runs ``hook(kind, number)`` after its n-th answer of a kind arrives.
+
+    Lets a test change the database at an exact point of a pull (after page 2 arrived, after the
+    5th release arrived) without racing the pull's threads.
+    """
+
+    def __init__(self, *args: Any, hook: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook = hook
+        self.counts = {"page": 0, "release": 0}
+        self.counts_lock = threading.Lock()
+
+    def _count(self, kind: str) -> None:
+        with self.counts_lock:
+            self.counts[kind] += 1
+            number = self.counts[kind]
+        self.hook(kind, number)
+
+    def get_collection_page(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data = super().get_collection_page(*args, **kwargs)
+        self._count("page")
+        return data
+
+    def get_release(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data = super().get_release(*args, **kwargs)
+        self._count("release")
+        return data
+
+
+def hooked_client(server: DiscogsSimulator, cache: Path, hook: Any) -> HookedClient:
+    return HookedClient(
+        "",
+        base_url=server.url,
+        settings=Settings(data_dir=cache.parent),
+        cache_path=cache,
+        limiter=SlidingWindowLimiter(FAST, 60.0),
+        hook=hook,
+    )
+
+
+@pytest.mark.parametrize("when", [("page", 2), ("release", 5)])
+def test_a_table_gone_mid_pull_stops_it_with_a_database_error(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path, when: tuple[str, int]
+) -> None:
+    """Schema damage mid-pull (a table renamed away) is a DatabaseError, not a failed page."""
+    user = catalogue.user(f"damaged-{when[0]}", items=75)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        pull(user.name, path, client, details=False)
+    before = snapshot(path)
+    user.add_items(40)
+    db = Database.connect(path)
+
+    def damage(kind: str, number: int) -> None:
+        if (kind, number) == when:
+            db.execute("ALTER TABLE release_genres RENAME TO release_genres_away")
+
+    try:
+        with hooked_client(sim, tmp_path / "b.sqlite", damage) as client:
+            with pytest.raises(DatabaseError, match="release_genres") as raised:
+                pull(user.name, db, client, concurrency=2, per_page=25)
+        assert not isinstance(raised.value, CollectionDataError)
+        db.execute("ALTER TABLE release_genres_away RENAME TO release_genres")
+    finally:
+        db.close()
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+
+
+def _lock_holder(path: Path) -> subprocess.Popen[str]:
+    """Another process holding sqlite's write lock on ``path`` until its stdin closes."""
+    code = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_file_locked_by_another_process_mid_pull_stops_it(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("lockedout", items=60)
+    path = tmp_path / "c.sqlite"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        pull("lockedout", path, client, details=False)
+    before = snapshot(path)
+    user.add_items(20)
+    holders: list[subprocess.Popen[str]] = []
+
+    def lock(kind: str, number: int) -> None:
+        if (kind, number) == ("release", 3):
+            holders.append(_lock_holder(path))
+
+    db = Database.connect(path, timeout=0.2)  # sqlite waits this long for the lock, then fails
+    try:
+        with hooked_client(sim, tmp_path / "b.sqlite", lock) as client:
+            with pytest.raises(DatabaseLockedError):
+                pull("lockedout", db, client, concurrency=2)
+    finally:
+        db.close()
+        for holder in holders:
+            holder.communicate("", timeout=30)
+    assert len(holders) == 1
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+
+
+@pytest.mark.slow
+def test_cli_pull_stops_with_one_line_and_exit_1_when_the_database_is_locked(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """Another process takes the sqlite file's write lock mid-pull (after the first answers)."""
+    user = catalogue.user("clilock", items=60)
+    path = tmp_path / "c.sqlite"
+    with simulator(catalogue, latency=0.1) as server:
+        env = _cli_env(server, tmp_path / "data")
+        done = subprocess.run(
+            [*_pull_cmd(path, "clilock"), "--no-details"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        before = snapshot(path)
+        user.add_items(60)  # 60 more releases to fetch: ~20 rounds of 100 ms with 3 in flight
+        server.reset_counters()
+        proc = subprocess.Popen(
+            _pull_cmd(path, "clilock"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: len(answered_releases(server)) >= 3, "the first answers")
+        holder = _lock_holder(path)
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            holder.communicate("", timeout=30)
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("discogs-toolkit: error: "), err
+    assert "locked" in lines[0]
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
 
 
 @pytest.mark.slow

@@ -275,9 +275,12 @@ class _Writer:
     (disk full, file locked, a table gone) propagates and stops the pull.
     """
 
-    def __init__(self, db: Database, username: str) -> None:
+    def __init__(self, db: Database, username: str, failed_before: set[int]) -> None:
         self.db = db
         self.username = username
+        #: Releases with a ``pull_failures`` row at the start: a success clears only those (no
+        #: other release can have one, and a statement less per write is a few ms less).
+        self.failed_before = failed_before
         self.lock = threading.Lock()
 
     def items(
@@ -333,7 +336,7 @@ class _Writer:
             load_collection(
                 self.db, [], [body for _, body in batch], fetched_at=_now(), username=self.username
             )
-            clear_failures(self.db, [rid for rid, _ in batch])
+            clear_failures(self.db, [rid for rid, _ in batch if rid in self.failed_before])
 
     def failure(self, release_id: int, error: str, permanent: bool) -> None:
         with self.lock:
@@ -395,9 +398,10 @@ class _Details:
     """Release details: requests fed to a ConcurrencyManager by priority, answers written as they come.
 
     ``start`` may run on any thread (the one that settled the listing); ``collect`` and ``salvage``
-    run on the pull's thread, which alone writes releases. Answers reach it through a queue in
-    completion order and are written in whatever batch has gathered (up to ``batch_size``) while
-    the previous one was being written, so the last write after the last answer is small.
+    run on the pull's thread, which alone writes releases. An answer is written in a batch of
+    ``batch_size``, except that once every answer still to come is on its way (the last round of
+    requests), what has gathered is written while they travel: after the last answer arrives
+    only the last round is left to write.
     """
 
     def __init__(
@@ -416,12 +420,14 @@ class _Details:
         self.retrying = retrying
         self.batch_size = batch_size
         self.lock = threading.Lock()
-        self.answers: queue.SimpleQueue[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = (
-            queue.SimpleQueue()
-        )
+        #: Wakes the pull's thread in completion order; ``outstanding`` is what salvage trusts.
+        self.answers: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.outstanding: dict[int, Future[TaskResult[Mapping[str, Any]]]] = {}
+        self.pending: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = []
         self.wanted: list[int] = []
         self.priority: Mapping[int, int] = {}
         self.fed = self.settled = 0
+        self.last_round_written = False
         self.skipped = self.fetched = self.failed = self.permanent = 0
 
     def start(self, priority: Mapping[int, int]) -> None:
@@ -446,51 +452,72 @@ class _Details:
                 return self.client.get_release(rid, refresh=refresh)
 
             future = self.manager.enqueue(Task(str(rid), fetch, self.priority[rid]))
+            with self.lock:
+                self.outstanding[rid] = future
             future.add_done_callback(self._answered(rid))
 
     def _answered(self, rid: int) -> Callable[[Future[TaskResult[Mapping[str, Any]]]], None]:
-        return lambda done: self.answers.put((rid, done))
+        return lambda _: self.answers.put(rid)
+
+    def _take(self, rid: int) -> None:
+        with self.lock:
+            future = self.outstanding.pop(rid, None)
+        if future is not None:
+            self.pending.append((rid, future))
+
+    def _due(self) -> bool:
+        to_come = len(self.wanted) - self.settled - len(self.pending)
+        if to_come == 0 or len(self.pending) >= self.batch_size:
+            return True
+        if to_come <= self.manager.max_concurrent and not self.last_round_written:
+            self.last_round_written = True
+            return True
+        return False
 
     def collect(self, bar: Any) -> None:
-        """Write every answer as it arrives until all wanted releases are settled."""
+        """Write every answer (see the class) until all wanted releases are settled."""
         while self.settled < len(self.wanted):
-            batch = [self.answers.get()]
-            while len(batch) < self.batch_size:
+            self._take(self.answers.get())
+            while True:
                 try:
-                    batch.append(self.answers.get_nowait())
+                    self._take(self.answers.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
-            bar.update(len(batch))
-            self._feed()
+            if self._due():
+                done = len(self.pending)
+                self._write_pending()
+                bar.update(done)
+                self._feed()
 
     def salvage(self) -> None:
         """After an interruption: write every answer that has arrived, collected or not."""
-        batch = []
-        while True:
-            try:
-                batch.append(self.answers.get_nowait())
-            except queue.Empty:
-                break
-        self._write(batch)
+        with self.lock:
+            arrived = [rid for rid, f in self.outstanding.items() if f.done() and not f.cancelled()]
+        for rid in arrived:
+            self._take(rid)
+        self._write_pending()
 
-    def _write(self, batch: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]]) -> None:
+    def _write_pending(self) -> None:
+        """Record the failures among ``pending``, then write its bodies in one transaction."""
+        count = len(self.pending)
         bodies: list[tuple[int, Mapping[str, Any]]] = []
-        for rid, future in batch:
+        keep: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = []
+        for rid, future in self.pending:
             result = future.result()
             if result.success and result.result is not None:
                 body = result.result
                 if body.get("id") != rid:  # merged into another release: keep it under the id asked
                     body = {**body, "id": rid}
                 bodies.append((rid, body))
+                keep.append((rid, future))
             elif not isinstance(result.error, CancelledError):  # dropped by close(), not failed
                 permanent = isinstance(result.error, DiscogsNotFoundError)
                 self.writer.failure(rid, _describe(result.error), permanent)
                 self.failed += 1
                 self.permanent += int(permanent)
-        count = len(batch)
-        batch.clear()  # the bodies live on only in `bodies`, until written
+        self.pending = keep  # failures are recorded; until the write succeeds the bodies stay here
         written, bad = self.writer.releases(bodies)
+        self.pending = []
         self.fetched += written
         self.failed += bad
         with self.lock:
@@ -618,7 +645,6 @@ def _pull(
 ) -> PullReport:
     started = time.monotonic()
     before = _stats_dict(client)
-    writer = _Writer(db, username)
 
     def get_page(page: int) -> Mapping[str, Any]:
         return client.get_collection_page(
@@ -643,6 +669,7 @@ def _pull(
                 f"Discogs has no {what} (HTTP 404). {exc}", url=exc.url, status=exc.status
             ) from None
     pages = max(1, int(first["pagination"]["pages"]))
+    writer = _Writer(db, username, retrying)
 
     # No manager thread starts before the first task, so a pull without details costs nothing here.
     manager = ConcurrencyManager(
@@ -650,7 +677,7 @@ def _pull(
     )
     fetcher = _Details(client, writer, manager, known, retrying, batch_size)
     listing = _Listing(pages, fetcher.start if details else None)
-    seen: dict[int, Mapping[str, Any]] = {}  # instance_id -> item written
+    seen: set[int] = set()  # instance ids of the items written (only their ids: items are big)
     malformed: list[str] = []
     seen_lock = threading.Lock()
 
@@ -659,8 +686,7 @@ def _pull(
         listing.settle(items)
         written, bad = writer.items(page, items)
         with seen_lock:
-            for item in written:
-                seen[int(item["instance_id"])] = item
+            seen.update(int(item["instance_id"]) for item in written)
             malformed.extend(bad)
 
     clean = False
@@ -700,7 +726,7 @@ def _pull(
         # 3. Sync: only a complete listing, every item of it loaded, may remove items.
         removed = 0
         if pages_failed == 0 and not malformed:
-            removed = remove_missing_items(db, username, folder_id, set(seen))
+            removed = remove_missing_items(db, username, folder_id, seen)
 
         # 2. Details: requested since the last page arrived; written here as they come.
         if details:
