@@ -361,11 +361,11 @@ def test_concurrency_timeout_bounds_each_attempt(catalogue: Catalogue, tmp_path:
     # 0.1 + 0.05 s, far below the server's 1 s, so no attempt can ever finish in time.
     settings = Settings(concurrency_timeout=0.1, concurrency_retries=0, data_dir=tmp_path)
     path = tmp_path / "c.duckdb"
-    with simulator(catalogue, latency=1.0) as server:
-        with client_for(server, tmp_path / "a.sqlite", window=0.05) as client:
-            report = pull(
-                "slow", path, client, concurrency=len(distinct), details=True, settings=settings
-            )
+    with (
+        simulator(catalogue, latency=1.0) as server,
+        client_for(server, tmp_path / "a.sqlite", window=0.05) as client,
+    ):
+        report = pull("slow", path, client, concurrency=len(distinct), settings=settings)
     assert report.items == 4 and report.releases_fetched == 0
     assert report.failures == len(distinct) and report.permanent_failures == 0
     with Database.connect(path, read_only=True) as db:
@@ -513,7 +513,9 @@ def test_malformed_items_are_reported_and_nothing_stored_is_lost(
         where = {
             item["instance_id"]: f"page {page} items[{index}]"
             for page in (1, 2, 3)
-            for index, item in enumerate(client.get_collection_page("bent", 0, page, 25)["releases"])
+            for index, item in enumerate(
+                client.get_collection_page("bent", 0, page, 25)["releases"]
+            )
         }
     lines = sorted(report.malformed_items)
     assert len(lines) == 2 and not report.complete
@@ -530,7 +532,9 @@ def test_malformed_items_are_reported_and_nothing_stored_is_lost(
         assert set(rows) <= set(after[table]), table
     save_pull(report, tmp_path / "saved")
     loaded = load_saved_pull(tmp_path / "saved")
-    assert loaded == report and loaded is not None and loaded.malformed_items == report.malformed_items
+    assert (
+        loaded == report and loaded is not None and loaded.malformed_items == report.malformed_items
+    )
 
 
 class HookedClient(DiscogsClient):
@@ -592,9 +596,11 @@ def test_a_table_gone_mid_pull_stops_it_with_a_database_error(
             db.execute("ALTER TABLE release_genres RENAME TO release_genres_away")
 
     try:
-        with hooked_client(sim, tmp_path / "b.sqlite", damage) as client:
-            with pytest.raises(DatabaseError, match="release_genres") as raised:
-                pull(user.name, db, client, concurrency=2, per_page=25)
+        with (
+            hooked_client(sim, tmp_path / "b.sqlite", damage) as client,
+            pytest.raises(DatabaseError, match="release_genres") as raised,
+        ):
+            pull(user.name, db, client, concurrency=2, per_page=25)
         assert not isinstance(raised.value, CollectionDataError)
         db.execute("ALTER TABLE release_genres_away RENAME TO release_genres")
     finally:
@@ -640,9 +646,11 @@ def test_a_file_locked_by_another_process_mid_pull_stops_it(
 
     db = Database.connect(path, timeout=0.2)  # sqlite waits this long for the lock, then fails
     try:
-        with hooked_client(sim, tmp_path / "b.sqlite", lock) as client:
-            with pytest.raises(DatabaseLockedError):
-                pull("lockedout", db, client, concurrency=2)
+        with (
+            hooked_client(sim, tmp_path / "b.sqlite", lock) as client,
+            pytest.raises(DatabaseLockedError),
+        ):
+            pull("lockedout", db, client, concurrency=2)
     finally:
         db.close()
         for holder in holders:

@@ -218,7 +218,7 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.discogs.client import DiscogsClient
     from toolkit.explore import resolve_database
-    from toolkit.pull import pull_collection, save_pull
+    from toolkit.pull import PULL_CLIENT_MEMORY_ENTRIES, pull_collection, save_pull
 
     settings = Settings.from_env()
     db_path = resolve_database(args.db)
@@ -240,7 +240,12 @@ def _run_pull(args: argparse.Namespace) -> int:
                 f"{simulator.url}.",
                 flush=True,
             )
-            client = DiscogsClient("", base_url=simulator.url, settings=settings)
+            client = DiscogsClient(
+                "",
+                base_url=simulator.url,
+                settings=settings,
+                memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES,
+            )
         else:
             if not args.username:
                 print(
@@ -249,7 +254,9 @@ def _run_pull(args: argparse.Namespace) -> int:
                 )
                 return 2
             username = args.username
-            client = DiscogsClient.from_settings(settings)
+            client = DiscogsClient.from_settings(
+                settings, memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES
+            )
         stack.enter_context(client)
         report = pull_collection(
             username,

@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from toolkit.batch import BatchProcessor
 from toolkit.collection import (
     CollectionDataError,
@@ -61,6 +63,7 @@ __all__ = [
     "DUCKDB_PULL_SETTINGS",
     "LAST_NETWORK_PULL_FILE",
     "LAST_PULL_FILE",
+    "PULL_CLIENT_MEMORY_ENTRIES",
     "PullReport",
     "load_saved_pull",
     "pull_collection",
@@ -267,6 +270,16 @@ def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {text}"[:500]
 
 
+@contextmanager
+def _arrow_released() -> Iterator[None]:
+    """Hand the memory Arrow's pool kept from a write back to the OS (a pull makes thousands of
+    small Arrow tables; the pool would otherwise hold on to their peak). Costs microseconds."""
+    try:
+        yield
+    finally:
+        pa.default_memory_pool().release_unused()
+
+
 class _Writer:
     """Serialises the pull's writes: one transaction per call, never interleaved.
 
@@ -287,7 +300,7 @@ class _Writer:
         self, page: int, items: Sequence[Mapping[str, Any]]
     ) -> tuple[list[Mapping[str, Any]], list[str]]:
         """Write one page's items; returns those written and a line per malformed one."""
-        with self.lock:
+        with self.lock, _arrow_released():
             try:
                 load_collection(self.db, items, [], username=self.username)
                 return list(items), []
@@ -314,7 +327,7 @@ class _Writer:
         """
         if not batch:
             return 0, 0
-        with self.lock:
+        with self.lock, _arrow_released():
             try:
                 self._write_releases(batch)
                 return len(batch), 0
@@ -391,7 +404,12 @@ class _Listing:
 
 #: Most releases requested but not yet written: bounds the bodies held in memory when writing
 #: falls behind the network (~20 KiB each), yet lets every request of a usual pull start at once.
-MAX_UNWRITTEN = 1000
+MAX_UNWRITTEN = 500
+
+#: In-memory cache size of a client made for one pull (by :func:`pull_collection` or the CLI): a
+#: pull asks for each release once, so parsed answers kept in memory are only dead weight (the
+#: client's default of 2,000 is ~40 MiB of release bodies); the HTTP cache file keeps them all.
+PULL_CLIENT_MEMORY_ENTRIES = 100
 
 
 class _Details:
@@ -532,10 +550,11 @@ def _attempt_timeout(settings: Settings, client: DiscogsClient) -> float:
 
 
 #: DuckDB settings for a database the pull opens itself (a path, as the CLI gives): a bounded
-#: buffer pool (evicted blocks are on disk anyway), one thread (each brings its own allocator
-#: arenas; a pull's writes are small) and no insertion order to keep.
+#: buffer pool (evicted blocks are on disk anyway; a pull's transactions are a page or a batch of
+#: releases), one thread (each brings its own allocator arenas) and no insertion order to keep.
+#: Peak RSS of a 20,000-item pull: 423 MiB with DuckDB's defaults, 314 MiB with these.
 DUCKDB_PULL_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("memory_limit", "'128MB'"),
+    ("memory_limit", "'64MB'"),
     ("threads", "1"),
     ("preserve_insertion_order", "false"),
 )
@@ -606,7 +625,9 @@ def pull_collection(
         if client is None:
             from toolkit.discogs.client import DiscogsClient
 
-            client = DiscogsClient.from_settings(config)
+            client = DiscogsClient.from_settings(
+                config, memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES
+            )
         return _pull(
             username,
             database,
