@@ -854,7 +854,9 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
     user = catalogue.user("killme", items=90)
     distinct = len({item["id"] for item in user.items})
     pages = math.ceil(90 / 20)
-    with simulator(catalogue, latency=0.01) as server:
+    # 50 ms answers: after the signal's trigger point ~15 more rounds remain (0.7 s or more), so a
+    # loaded machine that is slow to deliver the signal still interrupts the pull before its end.
+    with simulator(catalogue, latency=0.05) as server:
         reference = tmp_path / "ref.duckdb"
         done = subprocess.run(
             _pull_cmd(reference, "killme"),
@@ -916,7 +918,9 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
 @pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: Catalogue, tmp_path: Path) -> None:
     user = catalogue.user("ctrlc", items=80)
-    with simulator(catalogue, latency=0.01) as server:
+    # 50 ms answers: after the signal's trigger point ~15 more rounds remain (0.7 s or more), so a
+    # loaded machine that is slow to deliver the signal still interrupts the pull before its end.
+    with simulator(catalogue, latency=0.05) as server:
         reference = tmp_path / "ref.duckdb"
         with client_for(server, tmp_path / "ref.sqlite") as client:
             pull("ctrlc", reference, client)
