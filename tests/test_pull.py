@@ -537,6 +537,25 @@ def test_malformed_items_are_reported_and_nothing_stored_is_lost(
     )
 
 
+def test_cli_pull_names_each_malformed_item_on_stderr(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("clibent", items=30)
+    bad = user.items[2]
+    bad["rating"] = "--5"
+    with simulator(catalogue) as server:
+        done = subprocess.run(
+            [*_pull_cmd(tmp_path / "c.duckdb", "clibent"), "--no-details"],
+            env=_cli_env(server, tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "malformed" in line]
+    assert len(lines) == 1 and ".rating (instance " in lines[0] and "'--5'" in lines[0]
+    assert f"instance {bad['instance_id']}," in lines[0]
+    assert "items_malformed" in done.stdout
+
+
 class HookedClient(DiscogsClient):
     """A real client that runs ``hook(kind, number)`` after its n-th answer of a kind arrives.
 

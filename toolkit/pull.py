@@ -362,8 +362,8 @@ def _release_id(item: Any) -> int | None:
         return None
     basic = item.get("basic_information")
     value = item.get("id", basic.get("id") if isinstance(basic, Mapping) else None)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)  # ASCII digits only: "²".isdigit() is true, int("²") fails
     if type(value) is int and 0 < value < 2**63:
         return value
     return None
