@@ -31,12 +31,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): the suite waits on servers, subprocesses and kernels much of the time.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 # The suite without tests marked slow (real servers, subprocesses, notebooks): for quick iteration.
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
