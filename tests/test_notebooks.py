@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from toolkit.config import ENV_FILE_VARIABLE, Settings
-from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import RequestEvent
+from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import DiscogsAuthError, HTTPCacheError
 from toolkit.explore import CAPTIONS, CHARTS
@@ -76,7 +76,7 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
 
     data, reports = tmp_path / "data", tmp_path / "reports"
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
-    catalogue = Catalogue(releases=1500, seed=9)
+    catalogue = SimCatalogue(releases=1500, seed=9)
     catalogue.user("nb-owner", items=60)
     with DiscogsSimulator(
         catalogue,
@@ -256,7 +256,7 @@ def test_open_source_closes_the_client_when_a_later_step_fails(
     tmp_path: Path, token: str | None, error: type[Exception]
 ) -> None:
     """``username=None`` asks the server who the token is: a refused token (or none) closes all."""
-    catalogue = Catalogue(releases=50, seed=1)
+    catalogue = SimCatalogue(releases=50, seed=1)
     catalogue.user("owner", items=3)
     with DiscogsSimulator(catalogue, tokens={TOKEN: "owner"}, latency=0.0, jitter=0.0) as server:
         settings = Settings(

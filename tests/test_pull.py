@@ -25,8 +25,8 @@ from toolkit.collection import TABLES
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
-from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import DiscogsClient
+from toolkit.discogs.simdata import SimCatalogue as Catalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.pull import PullReport, pull_collection, rate_bound_seconds
 from toolkit.ratelimit import SlidingWindowLimiter

@@ -439,11 +439,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     import contextlib
     import threading
 
-    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simdata import SimCatalogue
     from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 
     try:
-        catalogue = Catalogue(releases=args.releases, seed=args.seed)
+        catalogue = SimCatalogue(releases=args.releases, seed=args.seed)
         for spec in args.user:
             name, _, items = spec.partition("=")
             catalogue.user(name, items=int(items or 100))
