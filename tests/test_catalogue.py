@@ -29,7 +29,7 @@ from toolkit.cli import main
 from toolkit.collection import TABLES, create_schema, load_collection
 from toolkit.db import Database
 from toolkit.discogs.simdata import SimCatalogue
-from toolkit.errors import DumpError
+from toolkit.errors import DatabaseError, DumpError
 
 ENGINES = ("duckdb", "sqlite")
 SAMPLES = (
@@ -719,20 +719,26 @@ def test_simulator_writes_all_four_kinds_that_the_loader_reads(
         assert db.scalar("SELECT count(*) FROM catalogue.releases") == 1299
         assert db.fetchall("SELECT DISTINCT dump_date FROM catalogue.dumps") == [(SIM_DUMP_DATE,)]
         # every master a release names is in the masters file, with that release among its own
-        assert db.scalar(
-            "SELECT count(*) FROM catalogue.releases r LEFT JOIN catalogue.masters m "
-            "USING (master_id) WHERE r.master_id IS NOT NULL AND m.master_id IS NULL"
-        ) == 0
-        assert db.scalar(
-            "SELECT count(*) FROM catalogue.masters m LEFT JOIN catalogue.releases r "
-            "ON r.release_id = m.main_release AND r.master_id = m.master_id "
-            "WHERE r.release_id IS NULL"
-        ) == 0
+        assert (
+            db.scalar(
+                "SELECT count(*) FROM catalogue.releases r LEFT JOIN catalogue.masters m "
+                "USING (master_id) WHERE r.master_id IS NOT NULL AND m.master_id IS NULL"
+            )
+            == 0
+        )
+        assert (
+            db.scalar(
+                "SELECT count(*) FROM catalogue.masters m LEFT JOIN catalogue.releases r "
+                "ON r.release_id = m.main_release AND r.master_id = m.master_id "
+                "WHERE r.release_id IS NULL"
+            )
+            == 0
+        )
         # every credited artist and label has its own record (data_quality comes from it)
         for table in ("artists", "labels"):
-            assert db.scalar(
-                f"SELECT count(*) FROM catalogue.{table} WHERE data_quality IS NULL"
-            ) == 0
+            assert (
+                db.scalar(f"SELECT count(*) FROM catalogue.{table} WHERE data_quality IS NULL") == 0
+            )
     # the real releases are the sample's own records
     sample = {r.get("id"): etree.tostring(r, with_tail=False) for r in etree.fromstring(
         gzip.decompress(RELEASES_2020.read_bytes()))}  # fmt: skip
@@ -768,3 +774,132 @@ def test_simulator_dump_rows_equal_the_api_answers_loaded(
             assert db.fetchall(names.format(key=key, schema="catalogue", table=table)) == (
                 db.fetchall(names.format(key=key, schema="main", table=table))
             )
+
+
+# ------------------------------------------------ the catalogue beside the collection (CLI)
+
+
+@pytest.fixture
+def demo_like(tmp_path: Path, engine: str, sim_dump: list[Path]) -> tuple[Path, Path]:
+    """A data dir whose catalogue is the simulator's dump, and a collection database of
+    a user of that simulator (its releases loaded from the API answers): (data dir, database)."""
+    catalogue = SimCatalogue(releases=1300, seed=5)
+    user = catalogue.user("demo")
+    data_dir = tmp_path / "data"
+    load_dumps(sim_dump, data_dir)
+    path = tmp_path / f"collection.{'duckdb' if engine == 'duckdb' else 'sqlite'}"
+    owned = sorted({item["id"] for item in user.items})
+    with Database.connect(path) as db:
+        create_schema(db)
+        load_collection(db, user.items, [catalogue.release(rid) or {} for rid in owned],
+                        username="demo")  # fmt: skip
+    return data_dir, path
+
+
+def test_query_and_stats_see_the_catalogue_on_both_engines(
+    demo_like: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data_dir, path = demo_like
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data_dir))
+    sql = "SELECT count(*) AS n FROM catalogue.releases"
+    assert main(["query", sql, "--db", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 1299}]
+    joined = (
+        "SELECT count(*) AS n FROM collection_items ci "
+        "JOIN catalogue.releases c ON c.release_id = ci.release_id"
+    )
+    assert main(["query", joined, "--db", str(path), "--format", "json"]) == 0
+    items = json.loads(capsys.readouterr().out)[0]["n"]
+    assert items > 900  # the demo's items are all real releases, all in the dump
+    # read-only: the catalogue cannot be written through the collection's connection either
+    assert main(["query", "DELETE FROM catalogue.releases", "--db", str(path)]) == 1
+    capsys.readouterr()
+    assert main(["stats", "--db", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "catalogue   1,299 releases" in out and "(dump of 2021-03-01)" in out
+    # a data dir without a catalogue: the tables are there, empty
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data_dir.parent / "elsewhere"))
+    assert main(["query", sql, "--db", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 0}]
+    assert main(["stats", "--db", str(path)]) == 0
+    assert "catalogue   empty" in capsys.readouterr().out
+
+
+def test_connect_and_open_database_attach_the_catalogue(
+    demo_like: tuple[Path, Path], engine: str
+) -> None:
+    from toolkit.config import Settings
+    from toolkit.dbopen import connect
+    from toolkit.notebook import open_database
+
+    data_dir, path = demo_like
+    settings = Settings(data_dir=data_dir)
+    for db in (connect(path, settings=settings), open_database(path, settings=settings)):
+        with db:
+            assert db.scalar("SELECT count(*) FROM catalogue.masters") > 0
+    # without settings: the catalogue of the database's own folder (none here)
+    with connect(path) as db:
+        assert db.scalar("SELECT count(*) FROM catalogue.releases") == 0
+    with connect(path, settings=settings, catalogue=False) as db, pytest.raises(DatabaseError):
+        db.scalar("SELECT count(*) FROM catalogue.releases")
+
+
+def test_catalogue_questions_of_notebook_04(
+    demo_like: tuple[Path, Path], engine: str, tmp_path: Path
+) -> None:
+    from toolkit.catalogue import explore
+    from toolkit.config import Settings
+    from toolkit.dbopen import connect
+
+    data_dir, path = demo_like
+    with connect(path, settings=Settings(data_dir=data_dir)) as db:
+        status = explore.catalogue_status(db)
+        assert status.releases == 1299 and status.dump_dates["releases"] == SIM_DUMP_DATE
+        assert 0 < status.owned_in_catalogue == status.owned
+
+        labels = explore.label_completion(db, 5)
+        assert len(labels) == 5
+        assert (labels["owned_in_catalogue"] <= labels["in_catalogue"]).all()
+        first = labels.iloc[0]
+        assert first["owned"] == db.scalar(
+            "SELECT count(DISTINCT rl.release_id) FROM release_labels rl "
+            "WHERE rl.label_id = ? AND rl.release_id IN (SELECT release_id FROM collection_items)",
+            [int(first["label_id"])],
+        )
+        assert first["in_catalogue"] == db.scalar(
+            "SELECT count(DISTINCT release_id) FROM catalogue.release_labels WHERE label_id = ?",
+            [int(first["label_id"])],
+        )
+
+        masters = explore.master_versions(db)
+        assert len(masters) == db.scalar(
+            "SELECT count(DISTINCT master_id) FROM releases WHERE master_id IS NOT NULL "
+            "AND release_id IN (SELECT release_id FROM collection_items)"
+        )
+        assert (masters["owned_versions"] <= masters["versions"]).all()
+        row = masters.iloc[0]
+        owned_ids = sorted(int(v) for v in str(row["owned_release_ids"]).split(", "))
+        assert owned_ids == sorted(
+            r for (r,) in db.fetchall(
+                "SELECT release_id FROM catalogue.releases WHERE master_id = ? AND release_id IN "
+                "(SELECT release_id FROM collection_items)", [int(row["master_id"])])
+        )  # fmt: skip
+
+        top = explore.top_artist(db)
+        assert top is not None
+        disc = explore.artist_discography(db)
+        assert disc["existing"].sum() == db.scalar(
+            "SELECT count(DISTINCT release_id) FROM catalogue.release_artists "
+            "WHERE artist_id = ? AND role IS NULL",
+            [top[0]],
+        )
+        assert (disc["owned"] <= disc["existing"]).all() and disc["owned"].sum() > 0
+
+        import matplotlib.pyplot as plt
+
+        for name, (compute, _draw) in explore.CHARTS.items():
+            explore.plot(name, compute(db), tmp_path / "charts")
+            assert (tmp_path / "charts" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        plt.close("all")

@@ -204,7 +204,8 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "query",
         help="run SQL against the database",
         description="Run SQL against the database. It is opened read-only: a statement that "
-        "would change it fails (exit 1) unless --write is given.",
+        "would change it fails (exit 1) unless --write is given. The local catalogue is attached "
+        "as schema catalogue (catalogue.releases, ...; empty before `catalogue load`).",
     )
     parser.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM collection"')
     _add_db_option(parser)
@@ -303,13 +304,17 @@ def _run_pull(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
+    from toolkit.catalogue.explore import catalogue_status
     from toolkit.explore import collection_summary, connect, resolve_database
 
-    path = resolve_database(args.db, settings=Settings.from_env())
-    with closing(connect(path, require_schema=True)) as db:
+    settings = Settings.from_env()
+    path = resolve_database(args.db, settings=settings)
+    with closing(connect(path, settings=settings, require_schema=True)) as db:
         summary = collection_summary(db)
+        status = catalogue_status(db)
     print(f"database: {path}")
     print(summary.as_text())
+    print(status.as_text())
     return 0
 
 
@@ -564,7 +569,9 @@ def _run_catalogue_load(args: argparse.Namespace) -> int:
     if args.only_collection:
         from toolkit.explore import connect
 
-        with closing(connect(args.db, read_only=True, require_schema=True)) as db:
+        with closing(
+            connect(args.db, settings=settings, require_schema=True, catalogue=False)
+        ) as db:
             only = collection_refs(db)
     with ExitStack() as stack:
         callback = None

@@ -51,7 +51,7 @@ def _sample_records() -> Mapping[int, bytes]:
 def _sub(
     parent: etree._Element, tag: str, value: Any = None, attrs: Mapping[str, str] | None = None
 ) -> etree._Element:
-    child = etree.SubElement(parent, tag, attrs or {})
+    child = etree.SubElement(parent, tag, dict(attrs or {}))
     if value is not None and value != "":
         child.text = str(value)
     return child
@@ -176,9 +176,7 @@ def write_dump(
         master = int(body.get("master_id") or 0)
         if master:
             main_of.setdefault(master, int(body["id"]))  # bodies ascend: the lowest id
-    writers = {
-        kind: _DumpWriter(folder / dump_file_name(kind, dump_date), kind) for kind in _KINDS
-    }
+    writers = {kind: _DumpWriter(folder / dump_file_name(kind, dump_date), kind) for kind in _KINDS}
     done = False
     try:
         artists: dict[int, str] = {}
