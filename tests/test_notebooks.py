@@ -404,3 +404,43 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
         plt.close(fig)
     assert "(1999)" in " ".join(_tick_labels(explore.plot("lowest_prices", prices).axes[0].yaxis))
     plt.close("all")
+
+
+@pytest.mark.slow
+def test_catalogue_notebook_charts_the_simulators_dump_beside_the_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notebook 04 on the real loader's catalogue of the simulator's dump and a demo collection."""
+    import datetime as dt
+
+    import nbformat
+
+    from toolkit.catalogue import load_dumps
+    from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
+    from toolkit.collection import create_schema, load_collection
+    from toolkit.db import Database
+
+    catalogue = SimCatalogue(releases=1200, seed=2)
+    data, reports = tmp_path / "data", tmp_path / "reports"
+    load_dumps(catalogue.write_dump(tmp_path / "dump", dt.date(2020, 8, 6)), data)
+    user = catalogue.user("demo")
+    owned = sorted({item["id"] for item in user.items})
+    database = data / "collection.duckdb"
+    with Database.connect(database) as db:
+        create_schema(db)
+        load_collection(db, user.items, [catalogue.release(rid) or {} for rid in owned],
+                        username="demo")  # fmt: skip
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
+    name = "04-catalogue.ipynb"
+    assert name in NOTEBOOKS
+    [written] = run_notebooks(reports, notebooks=(name,), html=False, timeout=300)
+    executed = nbformat.read(written, as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps([o for o in outputs if o.output_type != "display_data"])
+    assert "catalogue   1,200 releases" in text and "(dump of 2020-08-06)" in text
+    for chart in CATALOGUE_CAPTIONS:
+        assert (reports / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
+    page = write_index(reports, [written]).read_text(encoding="utf-8")
+    for chart, caption in CATALOGUE_CAPTIONS.items():
+        assert f'src="{chart}.png"' in page and escape(caption) in page
