@@ -1,0 +1,336 @@
+"""Rows 16-17: loading a Discogs dump into the catalogue, and what the catalogue saves a pull.
+
+Row 16 builds a releases dump of 100,000 releases (5,000 in quick mode) from the bundled real
+sample (the 1,000 records repeated under new ids, gzipped) and loads it end to end with
+``discogs-toolkit catalogue load`` in a fresh process, then converts the same file with
+discogskit (PyPI, its defaults: Parquet, decompressing to disk first) in the same run. Both are
+watched from outside at 20 Hz: the resident memory of the whole process tree, and the disk used
+beside the input and in the output folder.
+
+Row 17 compares a 1,000-item pull with details from the API at Discogs' 60/min (computed from
+its request count and the rate bound; waiting ~16 minutes proves nothing more) with the
+catalogue path measured for real.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from toolkit.bench.model import BenchContext, RowResult
+
+__all__ = ["build_releases_dump", "catalogue_pull", "dump_load"]
+
+_SAMPLE = "discogs_20200806_releases.xml.gz"
+_RELEASE = re.compile(rb'<release id="\d+"(.*?)</release>', re.S)
+_POLL = 0.05
+MIB = 1024 * 1024
+
+
+def build_releases_dump(path: Path, releases: int) -> Path:
+    """Write ``releases`` real sample records renumbered 1..N as a gzipped releases dump at ``path``.
+
+    Kept when it exists with that many releases (named in a sidecar file): building 100,000
+    takes a while and the content never changes.
+    """
+    stamp = path.with_name(path.name + ".releases")
+    if path.is_file() and stamp.is_file() and stamp.read_text().strip() == str(releases):
+        return path
+    data = resources.files("toolkit.discogs").joinpath("data", _SAMPLE)
+    with data.open("rb") as raw, gzip.open(raw) as xml:
+        records = [m.group(1) for m in _RELEASE.finditer(xml.read())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    with gzip.open(temp, "wb", compresslevel=6) as out:
+        out.write(b"<releases>\n")
+        for number in range(1, releases + 1):
+            body = records[(number - 1) % len(records)]
+            out.write(b'<release id="%d"%s</release>\n' % (number, body))
+        out.write(b"</releases>\n")
+    os.replace(temp, path)
+    stamp.write_text(f"{releases}\n")
+    return path
+
+
+def _children(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with suppress(OSError):  # renamed or removed while walked
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+@dataclass
+class _Watch:
+    """What a watched command used at its peak: tree RSS and disk, sampled at 20 Hz."""
+
+    peak_rss_kib: int = 0
+    peak_disk: int = 0
+    samples: int = 0
+    xml_files: set[str] = field(default_factory=set)
+
+
+@contextmanager
+def _watching(pid: int, folders: list[Path]) -> Iterator[_Watch]:
+    watch = _Watch()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss = sum(_rss_kib(p) for p in (pid, *_children(pid)))
+            disk = sum(_tree_bytes(f) for f in folders)
+            watch.peak_rss_kib = max(watch.peak_rss_kib, rss)
+            watch.peak_disk = max(watch.peak_disk, disk)
+            for folder in folders:
+                for _root, _dirs, files in os.walk(folder):
+                    watch.xml_files.update(n for n in files if ".xml" in n and ".gz" not in n)
+            watch.samples += 1
+            stop.wait(_POLL)
+
+    thread = threading.Thread(target=sample, name="bench-watch", daemon=True)
+    thread.start()
+    try:
+        yield watch
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _run_watched(
+    argv: list[str], folders: list[Path], *, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float, _Watch]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    with _watching(proc.pid, folders) as watch:
+        out, err = proc.communicate(timeout=3600)
+    elapsed = time.perf_counter() - started
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), elapsed, watch
+
+
+def _discogskit() -> str | None:
+    """The discogskit command beside this interpreter, or None when it is not installed."""
+    try:
+        import discogskit  # noqa: F401
+    except ImportError:
+        return None
+    command = Path(sys.executable).with_name("discogskit")
+    return str(command) if command.is_file() else shutil.which("discogskit")
+
+
+def dump_load(ctx: BenchContext, row: RowResult) -> None:
+    """Releases/s, peak RSS and extra disk of loading a gzipped releases dump, against discogskit."""
+    releases: int = ctx.pick(5_000, 100_000)
+    folder = ctx.work_dir / "dump"
+    source = build_releases_dump(folder / "input" / "discogs_20200806_releases.xml.gz", releases)
+    input_bytes = source.stat().st_size
+    ours_dir = folder / "ours"
+    shutil.rmtree(ours_dir, ignore_errors=True)
+    ours_dir.mkdir(parents=True)
+    ctx.log(f"  loading {releases:,} releases ({input_bytes / MIB:.0f} MiB gzipped) ...")
+    config = json.dumps({"paths": [str(source)], "data_dir": str(ours_dir)})
+    done, elapsed, watch = _run_watched(
+        [sys.executable, "-m", "toolkit.bench.dumpchild", config], [source.parent, ours_dir]
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"catalogue load failed: {done.stderr.strip()[-500:]}")
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    if child["code"] != 0:
+        raise RuntimeError(f"catalogue load exited {child['code']}: {done.stderr.strip()[-500:]}")
+    ours_rate = releases / elapsed
+    ours_disk = watch.peak_disk - input_bytes
+    ours_hwm = child["maxrss_kib"] / 1024
+    row.median = ours_rate
+    row.repeats = 1
+    row.others = {
+        "releases": float(releases),
+        "input MiB (gzipped)": input_bytes / MIB,
+        "ours s": elapsed,
+        "ours peak RSS MiB (VmHWM)": ours_hwm,
+        "ours peak tree RSS MiB (20 Hz)": watch.peak_rss_kib / 1024,
+        "ours peak extra disk MiB": ours_disk / MIB,
+    }
+    no_copy = not watch.xml_files  # no decompressed .xml (or partial one) ever appeared
+    shutil.rmtree(ours_dir, ignore_errors=True)
+
+    command = _discogskit()
+    labels = [f"catalogue load (ours), {releases:,} releases"]
+    medians = [ours_rate]
+    if command is None:
+        row.baseline_name = "discogskit (unavailable: not installed; pip install '.[bench]')"
+        row.passed = None
+        verdict = "baseline unavailable"
+    else:
+        dk_dir = folder / "discogskit"
+        shutil.rmtree(dk_dir, ignore_errors=True)
+        dk_dir.mkdir(parents=True)
+        ctx.log("  converting the same file with discogskit ...")
+        dk_done, dk_elapsed, dk_watch = _run_watched(
+            [command, "convert", str(source), "--output", str(dk_dir), "--no-progress"],
+            [source.parent, dk_dir],
+        )
+        for leftover in source.parent.glob(source.name.removesuffix(".gz") + "*"):
+            leftover.unlink(missing_ok=True)  # its decompressed XML, if it left it behind
+        shutil.rmtree(dk_dir, ignore_errors=True)
+        if dk_done.returncode != 0:
+            row.baseline_name = "discogskit (failed here)"
+            row.note = f"discogskit exited {dk_done.returncode}: {dk_done.stderr.strip()[-300:]}"
+            row.passed = None
+            verdict = "baseline failed"
+        else:
+            dk_rate = releases / dk_elapsed
+            row.baseline_name = "discogskit convert (Parquet, defaults)"
+            row.baseline_median = dk_rate
+            row.ratio = ours_rate / dk_rate
+            row.ratio_note = "ours / discogskit (releases/s; higher is better)"
+            row.others.update(
+                {
+                    "discogskit s": dk_elapsed,
+                    "discogskit peak tree RSS MiB (20 Hz)": dk_watch.peak_rss_kib / 1024,
+                    "discogskit peak extra disk MiB": (dk_watch.peak_disk - input_bytes) / MIB,
+                }
+            )
+            labels.append("discogskit convert (defaults)")
+            medians.append(dk_rate)
+            row.passed = row.ratio >= 1.5 and ours_hwm <= 400 and no_copy
+            verdict = (
+                f"{row.ratio:.2f}x discogskit's {dk_rate:,.0f} releases/s "
+                f"(peak {dk_watch.peak_rss_kib / 1024:.0f} MiB, "
+                f"{(dk_watch.peak_disk - input_bytes) / MIB:.0f} MiB extra disk at its peak, "
+                f"{'a decompressed copy' if dk_watch.xml_files else 'no XML copy'})"
+            )
+    row.note = (
+        f"{releases:,} real releases (the 2020-08-06 sample renumbered), "
+        f"{input_bytes / MIB:.0f} MiB gzipped, loaded end to end in {elapsed:.1f} s: "
+        f"{ours_rate:,.0f} releases/s, peak RSS {ours_hwm:.0f} MiB, "
+        f"{ours_disk / MIB:.0f} MiB extra disk (the Parquet catalogue; no decompressed copy: "
+        f"{'yes' if no_copy else 'NO'}); {verdict}." + (f" {row.note}" if row.note else "")
+    )
+    row.series = {
+        "kind": "bars",
+        "labels": labels,
+        "medians": medians,
+        "unit": "releases/s (higher is better)",
+        "log": False,
+    }
+
+
+def catalogue_pull(ctx: BenchContext, row: RowResult) -> None:
+    """A 1,000-item pull's details from the catalogue (measured) vs the API at 60/min (computed)."""
+    import datetime as dt
+
+    from toolkit.bench.rows.network import USER, _client
+    from toolkit.bench.simproc import SimProcess
+    from toolkit.catalogue import attach, load_dumps
+    from toolkit.db import Database
+    from toolkit.discogs.simdata import SimCatalogue
+    from toolkit.pull import pull_collection, rate_bound_seconds
+
+    items: int = ctx.pick(200, 1_000)
+    limit, window = 60, 60.0
+    folder = ctx.work_dir / "catalogue-pull"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # The simulator's own dump (seed 0, as SimProcess serves): what `make demo` loads.
+    dump = SimCatalogue(releases=5_000, seed=0).write_dump(folder / "dump", dt.date(2020, 8, 6))
+    with SimProcess(user=USER, releases=5_000, items=items, rate_limit=limit, window=window,
+                    latency=0.05, jitter=0.02) as sim:  # fmt: skip
+        owned = sim.user_release_ids()
+        started = time.perf_counter()
+        load_dumps(dump, folder / "data")
+        loaded = time.perf_counter()
+        with _client(sim, limit=limit, window=window) as client:
+            # TODO(--details-from): pass details_from="catalogue" (or "auto") once pull_collection
+            # takes details from the catalogue; until then the listing alone is pulled and the
+            # details are read from the attached catalogue below.
+            report = pull_collection(USER, folder / "collection.duckdb", client=client,
+                                     details=False, progress=False)  # fmt: skip
+        with Database.connect(folder / "collection.duckdb", read_only=True) as db:
+            attach(db, folder / "data")
+            found = int(db.scalar(
+                "SELECT count(DISTINCT c.release_id) FROM collection_items ci "
+                "JOIN catalogue.releases c ON c.release_id = ci.release_id"
+            ))  # fmt: skip
+        finished = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    ours_requests = report.network_requests
+    ours = finished - started
+    api_requests = report.pages + len(owned)
+    api_seconds = rate_bound_seconds(api_requests, limit, window)
+    row.median = ours
+    row.repeats = 1
+    row.baseline_name = f"details from the API at {limit}/min (rate bound, computed)"
+    row.baseline_median = api_seconds
+    row.ratio = api_seconds / ours if ours else None
+    row.ratio_note = "API time / catalogue time (x faster)"
+    row.others = {
+        "items": float(items),
+        "distinct releases": float(len(owned)),
+        "catalogue requests": float(ours_requests),
+        "API requests": float(api_requests),
+        "catalogue load s": loaded - started,
+        "listing + attach s": finished - loaded,
+        "releases found in the catalogue": float(found),
+    }
+    row.passed = found == len(owned) and ours_requests <= report.pages
+    row.note = (
+        f"{items:,} items ({len(owned):,} releases): from the catalogue {ours:.1f} s and "
+        f"{ours_requests} requests (loading the simulator's dump {loaded - started:.1f} s, listing "
+        f"at {limit}/min and attaching {finished - loaded:.1f} s; {found:,} of {len(owned):,} "
+        f"releases found in it) vs {api_requests:,} requests from the API, at least "
+        f"{api_seconds / 60:.1f} min at {limit}/min. Until `pull --details-from` lands, the "
+        "catalogue side is the load, the listing and the attach."
+    )
+    row.series = {
+        "kind": "bars",
+        "labels": ["details from the catalogue", f"details from the API ({limit}/min)"],
+        "medians": [ours, api_seconds],
+        "unit": "seconds (lower is better)",
+        "log": True,
+    }
