@@ -156,9 +156,9 @@ def _run_watched(
 
 def _discogskit() -> str | None:
     """The discogskit command beside this interpreter, or None when it is not installed."""
-    try:
-        import discogskit  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("discogskit") is None:  # found without importing it
         return None
     command = Path(sys.executable).with_name("discogskit")
     return str(command) if command.is_file() else shutil.which("discogskit")
@@ -216,7 +216,8 @@ def dump_load(ctx: BenchContext, row: RowResult) -> None:
             [source.parent, dk_dir],
         )
         for leftover in source.parent.glob(source.name.removesuffix(".gz") + "*"):
-            leftover.unlink(missing_ok=True)  # its decompressed XML, if it left it behind
+            if leftover != source:  # its decompressed XML, lock or marker, if left behind
+                leftover.unlink(missing_ok=True)
         shutil.rmtree(dk_dir, ignore_errors=True)
         if dk_done.returncode != 0:
             row.baseline_name = "discogskit (failed here)"
