@@ -143,10 +143,11 @@ def _parse_release(el: ET.Element) -> _JSON:
     ]
     formats: list[_JSON] = []
     for fmt in el.iterfind("formats/format"):
-        entry: _JSON = {"name": fmt.get("name", ""), "qty": fmt.get("qty", "1") or "1"}
-        # Like "text": only when the dump has some, so the API and the dump say the same.
-        if descriptions := [_text(d) for d in fmt.iterfind("descriptions/description")]:
-            entry["descriptions"] = descriptions
+        entry: _JSON = {
+            "name": fmt.get("name", ""),
+            "qty": fmt.get("qty", "1") or "1",
+            "descriptions": [_text(d) for d in fmt.iterfind("descriptions/description")],
+        }
         if fmt.get("text"):
             entry["text"] = fmt.get("text")
         formats.append(entry)
