@@ -903,3 +903,59 @@ def test_catalogue_questions_of_notebook_04(
             explore.plot(name, compute(db), tmp_path / "charts")
             assert (tmp_path / "charts" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         plt.close("all")
+
+
+# ------------------------------------------------------------- releases parsed in workers
+
+
+def parquet_rows(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
+    generation = current_generation(catalogue_dir(data_dir))
+    assert generation is not None
+    with Database.connect(":memory:") as db:
+        return {
+            table: db.fetchall(
+                f"SELECT * FROM read_parquet('{generation / 'tables' / table}.parquet') "
+                "ORDER BY ALL"
+            )
+            for table in CATALOGUE_TABLES
+            if table != "dumps"
+        }
+
+
+@pytest.mark.parametrize("only", [None, CollectionRefs(release_ids=frozenset({1, 3, 700}))])
+def test_workers_give_the_same_catalogue_as_one_process(
+    tmp_path: Path, only: CollectionRefs | None
+) -> None:
+    reports = {}
+    for workers in (0, 2):
+        report = load_dumps(FILES_2020, tmp_path / f"w{workers}", only=only, workers=workers)
+        reports[workers] = [(f.kind, f.records_read, f.records, f.skipped) for f in report.files]
+    assert reports[0] == reports[2]
+    assert parquet_rows(tmp_path / "w0") == parquet_rows(tmp_path / "w2")
+
+
+def test_workers_count_messy_records_and_refuse_broken_xml(tmp_path: Path) -> None:
+    messy = write_gz(tmp_path / "discogs_20240101_releases.xml.gz",
+                     dump_xml(MESSY.replace("{long}", "Ü" * 3000)))  # fmt: skip
+    (one,) = load_dumps([messy], tmp_path / "w0", workers=0).files
+    (two,) = load_dumps([messy], tmp_path / "w2", workers=2).files
+    assert (two.records_read, two.records, two.skipped) == (
+        one.records_read, one.records, one.skipped,
+    )  # fmt: skip
+    assert parquet_rows(tmp_path / "w0") == parquet_rows(tmp_path / "w2")
+    before = current_generation(catalogue_dir(tmp_path / "w2"))
+    records = gzip.decompress(RELEASES_2020.read_bytes())
+    for name, data in {
+        "unclosed root": records[: records.rindex(b"</releases>")],
+        "cut inside a record": records[: len(records) // 2],
+        "bad markup": records.replace(b"<title>", b"<title><", 1),
+    }.items():
+        broken = tmp_path / name / "discogs_20200806_releases.xml"
+        broken.parent.mkdir()
+        broken.write_bytes(data)
+        with pytest.raises(DumpError, match="not well-formed XML") as caught:
+            load_dumps([broken], tmp_path / "w2", workers=2)
+        assert caught.value.path == str(broken), name
+        assert current_generation(catalogue_dir(tmp_path / "w2")) == before
+        with pytest.raises(DumpError, match="not well-formed XML"):
+            load_dumps([broken], tmp_path / "w0", workers=0)  # the same as in one process

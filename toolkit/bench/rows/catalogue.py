@@ -4,8 +4,10 @@ Row 16 builds a releases dump of 100,000 releases (5,000 in quick mode) from the
 sample (the 1,000 records repeated under new ids, gzipped) and loads it end to end with
 ``discogs-toolkit catalogue load`` in a fresh process, then converts the same file with
 discogskit (PyPI, its defaults: Parquet, decompressing to disk first) in the same run. Both are
-watched from outside at 20 Hz: the resident memory of the whole process tree, and the disk used
-beside the input and in the output folder.
+watched from outside at 20 Hz: the memory of the whole process tree (PSS, so a page shared by
+forked workers counts once), and the disk used beside the input and in the output folder. Our
+main process's own ``VmHWM`` is reported too. Big releases files are parsed by worker processes
+(:mod:`toolkit.catalogue.parallel`), as discogskit parses in workers too.
 
 Row 17 compares a 1,000-item pull with details from the API at Discogs' 60/min (computed from
 its request count and the rate bound; waiting ~16 minutes proves nothing more) with the
@@ -85,14 +87,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+def _pss_kib(pid: int) -> int:
+    """The process's proportional set size: shared pages (forked workers, libraries) split
+    between the processes sharing them, so a tree's sum counts each page once."""
+    with suppress(OSError, ValueError), open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
     return 0
 
 
@@ -107,9 +108,9 @@ def _tree_bytes(folder: Path) -> int:
 
 @dataclass
 class _Watch:
-    """What a watched command used at its peak: tree RSS and disk, sampled at 20 Hz."""
+    """What a watched command used at its peak: the tree's memory (PSS) and disk, at 20 Hz."""
 
-    peak_rss_kib: int = 0
+    peak_pss_kib: int = 0
     peak_disk: int = 0
     samples: int = 0
     xml_files: set[str] = field(default_factory=set)
@@ -122,9 +123,9 @@ def _watching(pid: int, folders: list[Path]) -> Iterator[_Watch]:
 
     def sample() -> None:
         while not stop.is_set():
-            rss = sum(_rss_kib(p) for p in (pid, *_children(pid)))
+            rss = sum(_pss_kib(p) for p in (pid, *_children(pid)))
             disk = sum(_tree_bytes(f) for f in folders)
-            watch.peak_rss_kib = max(watch.peak_rss_kib, rss)
+            watch.peak_pss_kib = max(watch.peak_pss_kib, rss)
             watch.peak_disk = max(watch.peak_disk, disk)
             for folder in folders:
                 for _root, _dirs, files in os.walk(folder):
@@ -185,7 +186,8 @@ def dump_load(ctx: BenchContext, row: RowResult) -> None:
         raise RuntimeError(f"catalogue load exited {child['code']}: {done.stderr.strip()[-500:]}")
     ours_rate = releases / elapsed
     ours_disk = watch.peak_disk - input_bytes
-    ours_hwm = child["maxrss_kib"] / 1024
+    ours_hwm = child["maxrss_kib"] / 1024  # the main process alone
+    ours_tree = watch.peak_pss_kib / 1024  # with its parsing workers
     row.median = ours_rate
     row.repeats = 1
     row.others = {
@@ -193,7 +195,7 @@ def dump_load(ctx: BenchContext, row: RowResult) -> None:
         "input MiB (gzipped)": input_bytes / MIB,
         "ours s": elapsed,
         "ours peak RSS MiB (VmHWM)": ours_hwm,
-        "ours peak tree RSS MiB (20 Hz)": watch.peak_rss_kib / 1024,
+        "ours peak tree PSS MiB (20 Hz)": watch.peak_pss_kib / 1024,
         "ours peak extra disk MiB": ours_disk / MIB,
     }
     no_copy = not watch.xml_files  # no decompressed .xml (or partial one) ever appeared
@@ -233,23 +235,24 @@ def dump_load(ctx: BenchContext, row: RowResult) -> None:
             row.others.update(
                 {
                     "discogskit s": dk_elapsed,
-                    "discogskit peak tree RSS MiB (20 Hz)": dk_watch.peak_rss_kib / 1024,
+                    "discogskit peak tree PSS MiB (20 Hz)": dk_watch.peak_pss_kib / 1024,
                     "discogskit peak extra disk MiB": (dk_watch.peak_disk - input_bytes) / MIB,
                 }
             )
             labels.append("discogskit convert (defaults)")
             medians.append(dk_rate)
-            row.passed = row.ratio >= 1.5 and ours_hwm <= 400 and no_copy
+            row.passed = row.ratio >= 1.5 and max(ours_hwm, ours_tree) <= 400 and no_copy
             verdict = (
                 f"{row.ratio:.2f}x discogskit's {dk_rate:,.0f} releases/s "
-                f"(peak {dk_watch.peak_rss_kib / 1024:.0f} MiB, "
+                f"(peak PSS {dk_watch.peak_pss_kib / 1024:.0f} MiB, "
                 f"{(dk_watch.peak_disk - input_bytes) / MIB:.0f} MiB extra disk at its peak, "
                 f"{'a decompressed copy' if dk_watch.xml_files else 'no XML copy'})"
             )
     row.note = (
         f"{releases:,} real releases (the 2020-08-06 sample renumbered), "
         f"{input_bytes / MIB:.0f} MiB gzipped, loaded end to end in {elapsed:.1f} s: "
-        f"{ours_rate:,.0f} releases/s, peak RSS {ours_hwm:.0f} MiB, "
+        f"{ours_rate:,.0f} releases/s, peak memory {ours_tree:.0f} MiB (PSS of the process and "
+        f"its parsing workers; VmHWM of the main process {ours_hwm:.0f} MiB), "
         f"{ours_disk / MIB:.0f} MiB extra disk (the Parquet catalogue; no decompressed copy: "
         f"{'yes' if no_copy else 'NO'}); {verdict}." + (f" {row.note}" if row.note else "")
     )
