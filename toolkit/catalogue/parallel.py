@@ -54,7 +54,9 @@ def auto_workers(size: int) -> int:
     """Worker processes for a releases file of ``size`` compressed bytes (0: parse in-process)."""
     if size < MIN_BYTES or "fork" not in multiprocessing.get_all_start_methods():
         return 0
-    return max(1, min(3, (os.cpu_count() or 1)))
+    # One core stays the main process's (inflating, cleaning, writing): on 2 cores one worker
+    # nearly doubles the speed, a second adds ~20 % for ~100 MiB more.
+    return max(1, min(3, (os.cpu_count() or 1) - 1))
 
 
 def rows_table(name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
@@ -65,13 +67,14 @@ def rows_table(name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def iter_chunks(reader: DumpReader, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+def iter_chunks(reader: DumpReader, size: int | None = None) -> Iterator[bytes]:
     """The records of a releases dump, about ``size`` bytes of whole ``<release>`` elements at a time.
 
     The prolog and the root's tags are left out (a worker wraps each chunk in a root of its own).
     A file whose root is not closed ends with a chunk that does not parse: the same error as a
     sequential load.
     """
+    size = CHUNK_BYTES if size is None else size
     buffer = b""
     started = False
     while data := reader.read():
