@@ -485,6 +485,14 @@ def _build(
             "artists": set(only.artist_ids),
             "labels": set(only.label_ids),
         }
+    # Releases first, before DuckDB (and its threads) start: parsing workers fork from here.
+    releases = by_kind.get("releases")
+    releases_report = None
+    if releases is not None:
+        keep_releases = None if only is None else set(only.release_ids)
+        releases_report = _load_file(
+            releases, tables_dir, keep_releases, referenced, progress, workers
+        )
     with Database.connect(":memory:", engine="duckdb") as work:
         try:
             work.execute(f"SET memory_limit = '{_MERGE_MEMORY}'")
@@ -492,7 +500,9 @@ def _build(
             work.execute("SET preserve_insertion_order = false")
             for kind in KINDS:
                 dump = by_kind.get(kind)
-                if dump is not None:
+                if releases_report is not None and kind == "releases":
+                    reports.append(releases_report)
+                elif dump is not None:
                     keep = None
                     if only is not None and referenced is not None:
                         keep = set(only.release_ids) if kind == "releases" else referenced[kind]
