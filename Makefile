@@ -18,11 +18,20 @@ $(STAMP): pyproject.toml
 DEMO_RATE_LIMIT ?= 900
 DEMO_LATENCY ?= 0.02
 
+# The catalogue first: the releases the simulator serves, written as a Discogs monthly dump and
+# loaded by the real loader into DATA_DIR/catalogue (a few seconds).
+DEMO_DUMP_DIR ?= $(or $(TOOLKIT_DATA_DIR),data)/simulator-dump
+# HOOK: set to `--details-from auto` once `pull` takes its details from the catalogue.
+DEMO_PULL_DETAILS ?=
+
 # --simulator on both: the demo never talks to a server configured in DISCOGS_API_URL / .env.
 # toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR) and writes
 # reports/index.html (every chart, captioned, and the notebooks); its last line is that page's path.
 demo: $(STAMP)
-	$(BIN)/discogs-toolkit pull --simulator --username demo \
+	rm -f $(DEMO_DUMP_DIR)/discogs_*_*.xml.gz
+	$(BIN)/discogs-toolkit catalogue simulate-dump $(DEMO_DUMP_DIR)
+	$(BIN)/discogs-toolkit catalogue load $(DEMO_DUMP_DIR)/discogs_*_*.xml.gz
+	$(BIN)/discogs-toolkit pull --simulator --username demo $(DEMO_PULL_DETAILS) \
 		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
 	$(BIN)/python -m toolkit.notebook --output reports --simulator \
 		--simulator-rate-limit $(DEMO_RATE_LIMIT)

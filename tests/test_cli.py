@@ -14,7 +14,7 @@ import pytest
 
 from toolkit.cli import main
 from toolkit.config import ENV_FILE_VARIABLE
-from toolkit.discogs.catalogue import DEMO_ITEMS, Catalogue
+from toolkit.discogs.simdata import DEMO_ITEMS, SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport
 
@@ -23,14 +23,14 @@ TOKEN = "tok-Sup3rSecret-4ab9e1"
 
 
 @pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    catalogue = Catalogue(releases=2000, seed=11)
+def catalogue() -> SimCatalogue:
+    catalogue = SimCatalogue(releases=2000, seed=11)
     catalogue.user("clara", items=45)
     return catalogue
 
 
 @pytest.fixture
-def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
+def sim(catalogue: SimCatalogue) -> Iterator[DiscogsSimulator]:
     with DiscogsSimulator(
         catalogue,
         rate_limit=FAST,
@@ -246,7 +246,7 @@ def test_unknown_user(
 
 
 def test_bad_token(
-    catalogue: Catalogue,
+    catalogue: SimCatalogue,
     env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

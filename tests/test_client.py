@@ -23,7 +23,6 @@ import pytest
 from toolkit.backoff import nested_retry_bound
 from toolkit.concurrency import ConcurrencyManager, Task
 from toolkit.config import Settings
-from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import (
     DEFAULT_MEMORY_ENTRIES,
     ClientStats,
@@ -31,6 +30,7 @@ from toolkit.discogs.client import (
     RequestEvent,
 )
 from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
+from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 from toolkit.errors import (
     DatabaseError,
@@ -482,8 +482,8 @@ def test_closed_client_refuses(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    cat = Catalogue(releases=2000, seed=3)
+def catalogue() -> SimCatalogue:
+    cat = SimCatalogue(releases=2000, seed=3)
     cat.user("walker", items=120)
     cat.user("alice", items=30)
     cat.user("bob", items=30)
@@ -507,7 +507,7 @@ def walk(
     return items, details
 
 
-def test_walk_then_warm_walks_send_nothing(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_walk_then_warm_walks_send_nothing(catalogue: SimCatalogue, tmp_path: Path) -> None:
     user = catalogue.user("walker")
     expected = [item["instance_id"] for item in user.items]
     unique = len({item["id"] for item in user.items})
@@ -535,7 +535,7 @@ def test_walk_then_warm_walks_send_nothing(catalogue: Catalogue, tmp_path: Path)
             assert fresh.timeline() == []
 
 
-def test_learns_a_strict_window_and_gets_no_429(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_learns_a_strict_window_and_gets_no_429(catalogue: SimCatalogue, tmp_path: Path) -> None:
     limiter = SlidingWindowLimiter(30, 1.0)  # a guess higher than the server's 10/s
     with (
         DiscogsSimulator(catalogue, rate_limit=10, window=1.0, latency=0, jitter=0) as sim,
@@ -556,7 +556,7 @@ def test_learns_a_strict_window_and_gets_no_429(catalogue: Catalogue, tmp_path: 
 
 
 def test_slows_down_when_another_program_shares_the_token(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     ids = catalogue.release_ids()[:14]
     # One fake time for the server, both limiters and the client: the other program's requests
@@ -583,7 +583,7 @@ def test_slows_down_when_another_program_shares_the_token(
         assert sim.stats().throttled == 0
 
 
-def test_faults_and_429_storm_lose_no_item(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_faults_and_429_storm_lose_no_item(catalogue: SimCatalogue, tmp_path: Path) -> None:
     plan = FaultPlan(
         error_rate=0.10, reset_rate=0.05, malformed_rate=0.02, throttle_storms=((15, 6), (60, 4))
     )
@@ -614,7 +614,7 @@ def test_faults_and_429_storm_lose_no_item(catalogue: Catalogue, tmp_path: Path)
     assert stats.retries >= faults.get("error", 0) + faults.get("reset", 0)
 
 
-def test_tokens_never_see_each_others_cache(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_tokens_never_see_each_others_cache(catalogue: SimCatalogue, tmp_path: Path) -> None:
     cache = tmp_path / "shared.sqlite"
     tokens = {TOKEN: "alice", OTHER_TOKEN: "bob"}
     with DiscogsSimulator(catalogue, rate_limit=1000, latency=0, jitter=0, tokens=tokens) as sim:
@@ -645,7 +645,7 @@ def test_tokens_never_see_each_others_cache(catalogue: Catalogue, tmp_path: Path
 
 
 def test_token_never_reaches_cache_file_logs_or_messages(
-    catalogue: Catalogue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    catalogue: SimCatalogue, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     cache = tmp_path / "http.sqlite"
@@ -676,7 +676,7 @@ def test_token_never_reaches_cache_file_logs_or_messages(
     assert TOKEN[4:20].encode() not in stored
 
 
-def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_error_types_against_the_simulator(catalogue: SimCatalogue, tmp_path: Path) -> None:
     quick: dict[str, Any] = {"limiter": SlidingWindowLimiter(1000, 0.02), "max_retries": 1}
     with DiscogsSimulator(catalogue, latency=0, jitter=0, tokens={TOKEN: "alice"}) as sim:
         with sim_client(sim, tmp_path / "a.sqlite", **quick) as client:
@@ -709,7 +709,7 @@ def test_error_types_against_the_simulator(catalogue: Catalogue, tmp_path: Path)
 
 
 def test_concurrent_calls_for_one_url_share_one_request(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     rid = catalogue.release_ids()[1]
     with (
@@ -809,7 +809,7 @@ def test_a_configured_rate_limit_is_a_cap(scripted: ScriptedServer, tmp_path: Pa
 
 
 def test_malformed_releases_raise_response_error_and_are_not_cached(tmp_path: Path) -> None:
-    catalogue = Catalogue(releases=1100, seed=4)
+    catalogue = SimCatalogue(releases=1100, seed=4)
     good, no_title, bad_artists, bad_id, not_object = catalogue.release_ids()[:5]
     catalogue.override_release(no_title, {"id": no_title, "artists": []})
     catalogue.override_release(bad_artists, {"id": bad_artists, "title": "x", "artists": "A"})
@@ -843,7 +843,7 @@ def test_malformed_releases_raise_response_error_and_are_not_cached(tmp_path: Pa
 
 
 def test_a_merged_release_is_returned_under_its_new_id(tmp_path: Path) -> None:
-    catalogue = Catalogue(releases=1100, seed=4)
+    catalogue = SimCatalogue(releases=1100, seed=4)
     old, new = catalogue.release_ids()[:2]
     catalogue.override_release(old, catalogue.release(new))
     with (
@@ -858,7 +858,7 @@ def test_a_merged_release_is_returned_under_its_new_id(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- other endpoints
 
 
-def test_folders_wants_and_marketplace_stats(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_folders_wants_and_marketplace_stats(catalogue: SimCatalogue, tmp_path: Path) -> None:
     user = catalogue.user("walker")
     with (
         DiscogsSimulator(
@@ -1096,7 +1096,7 @@ def test_backoff_schedule_is_exponential_and_capped(
 
 
 def test_client_and_manager_retries_multiply_within_the_documented_bound(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     rid = catalogue.release_ids()[0]
     client_sleeps: list[float] = []
@@ -1144,7 +1144,7 @@ class GatedSleep:
 
 
 def test_retry_after_pauses_every_thread_sharing_the_limiter(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     first, second = catalogue.release_ids()[:2]
     clock = FakeClock()

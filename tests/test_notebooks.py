@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from toolkit.config import ENV_FILE_VARIABLE, Settings
-from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import RequestEvent
+from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import DiscogsAuthError, HTTPCacheError
 from toolkit.explore import CAPTIONS, CHARTS
@@ -76,7 +76,7 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
 
     data, reports = tmp_path / "data", tmp_path / "reports"
     monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
-    catalogue = Catalogue(releases=1500, seed=9)
+    catalogue = SimCatalogue(releases=1500, seed=9)
     catalogue.user("nb-owner", items=60)
     with DiscogsSimulator(
         catalogue,
@@ -256,7 +256,7 @@ def test_open_source_closes_the_client_when_a_later_step_fails(
     tmp_path: Path, token: str | None, error: type[Exception]
 ) -> None:
     """``username=None`` asks the server who the token is: a refused token (or none) closes all."""
-    catalogue = Catalogue(releases=50, seed=1)
+    catalogue = SimCatalogue(releases=50, seed=1)
     catalogue.user("owner", items=3)
     with DiscogsSimulator(catalogue, tokens={TOKEN: "owner"}, latency=0.0, jitter=0.0) as server:
         settings = Settings(
@@ -404,3 +404,43 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
         plt.close(fig)
     assert "(1999)" in " ".join(_tick_labels(explore.plot("lowest_prices", prices).axes[0].yaxis))
     plt.close("all")
+
+
+@pytest.mark.slow
+def test_catalogue_notebook_charts_the_simulators_dump_beside_the_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notebook 04 on the real loader's catalogue of the simulator's dump and a demo collection."""
+    import datetime as dt
+
+    import nbformat
+
+    from toolkit.catalogue import load_dumps
+    from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
+    from toolkit.collection import create_schema, load_collection
+    from toolkit.db import Database
+
+    catalogue = SimCatalogue(releases=1200, seed=2)
+    data, reports = tmp_path / "data", tmp_path / "reports"
+    load_dumps(catalogue.write_dump(tmp_path / "dump", dt.date(2020, 8, 6)), data)
+    user = catalogue.user("demo")
+    owned = sorted({item["id"] for item in user.items})
+    database = data / "collection.duckdb"
+    with Database.connect(database) as db:
+        create_schema(db)
+        load_collection(db, user.items, [catalogue.release(rid) or {} for rid in owned],
+                        username="demo")  # fmt: skip
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
+    name = "04-catalogue.ipynb"
+    assert name in NOTEBOOKS
+    [written] = run_notebooks(reports, notebooks=(name,), html=False, timeout=300)
+    executed = nbformat.read(written, as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps([o for o in outputs if o.output_type != "display_data"])
+    assert "catalogue   1,200 releases" in text and "(dump of 2020-08-06)" in text
+    for chart in CATALOGUE_CAPTIONS:
+        assert (reports / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
+    page = write_index(reports, [written]).read_text(encoding="utf-8")
+    for chart, caption in CATALOGUE_CAPTIONS.items():
+        assert f'src="{chart}.png"' in page and escape(caption) in page

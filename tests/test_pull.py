@@ -25,8 +25,8 @@ from toolkit.collection import TABLES, CollectionDataError
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
-from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import DiscogsClient
+from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan, RequestRecord
 from toolkit.errors import DatabaseError, DatabaseLockedError
 from toolkit.pull import (
@@ -45,11 +45,11 @@ FAST = 100_000
 
 
 @pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue(releases=3000, seed=7)
+def catalogue() -> SimCatalogue:
+    return SimCatalogue(releases=3000, seed=7)
 
 
-def simulator(catalogue: Catalogue, **kwargs: Any) -> DiscogsSimulator:
+def simulator(catalogue: SimCatalogue, **kwargs: Any) -> DiscogsSimulator:
     options: dict[str, Any] = {
         "rate_limit": FAST,
         "rate_limit_unauthenticated": FAST,
@@ -61,7 +61,7 @@ def simulator(catalogue: Catalogue, **kwargs: Any) -> DiscogsSimulator:
 
 
 @pytest.fixture
-def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
+def sim(catalogue: SimCatalogue) -> Iterator[DiscogsSimulator]:
     with simulator(catalogue) as server:
         yield server
 
@@ -133,7 +133,7 @@ def test_rate_bound_formula() -> None:
 
 
 def test_full_pull_lands_every_item_and_release_with_correct_joins(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     user = catalogue.user("full", items=110)
     with client_for(sim, tmp_path / "http.sqlite") as client:
@@ -193,7 +193,7 @@ def test_full_pull_lands_every_item_and_release_with_correct_joins(
 
 
 def test_rated_items_are_fetched_first(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     user = catalogue.user("ranked", items=80)
     with client_for(sim, tmp_path / "http.sqlite") as client:
@@ -207,7 +207,7 @@ def test_rated_items_are_fetched_first(
 
 
 def test_second_pull_sends_no_release_requests(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     catalogue.user("twice", items=90)
     path = tmp_path / "c.duckdb"
@@ -226,7 +226,7 @@ def test_second_pull_sends_no_release_requests(
 
 
 def test_sqlite_database_gives_the_same_tables(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     catalogue.user("lite", items=60)
     with client_for(sim, tmp_path / "http.sqlite") as client:
@@ -240,7 +240,7 @@ def test_sqlite_database_gives_the_same_tables(
 
 
 def test_removed_items_disappear_and_new_ones_appear(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     user = catalogue.user("sync", items=70)
     path = tmp_path / "c.duckdb"
@@ -263,7 +263,7 @@ def test_removed_items_disappear_and_new_ones_appear(
     assert {item["instance_id"] for item in added} <= ids
 
 
-def test_partial_listing_never_removes_items(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_partial_listing_never_removes_items(catalogue: SimCatalogue, tmp_path: Path) -> None:
     user = catalogue.user("partial", items=60)
     path = tmp_path / "c.duckdb"
     with simulator(catalogue) as clean, client_for(clean, tmp_path / "a.sqlite") as client:
@@ -283,7 +283,7 @@ def test_partial_listing_never_removes_items(catalogue: Catalogue, tmp_path: Pat
     assert snapshot(path)["collection_items"] == before["collection_items"]
 
 
-def test_stale_cached_pages_never_mix_with_fresh_ones(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_stale_cached_pages_never_mix_with_fresh_ones(catalogue: SimCatalogue, tmp_path: Path) -> None:
     """Pages cached by an earlier, interrupted pull must not be combined with today's listing."""
     user = catalogue.user("mixed", items=100)
     path, cache = tmp_path / "c.duckdb", tmp_path / "http.sqlite"
@@ -303,7 +303,7 @@ def test_stale_cached_pages_never_mix_with_fresh_ones(catalogue: Catalogue, tmp_
 
 
 def test_page_failures_are_counted_per_page_and_the_batch_keeps_the_rest(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     user = catalogue.user("pages", items=125)  # 5 pages of 25
     plan = FaultPlan(error_rate=0.5, statuses=(503,), kinds=frozenset({"collection"}))
@@ -332,7 +332,7 @@ def test_page_failures_are_counted_per_page_and_the_batch_keeps_the_rest(
 
 
 def test_retries_come_from_the_settings_or_the_argument_never_the_environment(
-    catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalogue: SimCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = catalogue.user("retry", items=6)
     distinct = len({item["id"] for item in user.items})
@@ -356,7 +356,7 @@ def test_retries_come_from_the_settings_or_the_argument_never_the_environment(
         assert len(releases_requested(server)) == 3 * distinct == 3 * report.failures
 
 
-def test_concurrency_timeout_bounds_each_attempt(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_concurrency_timeout_bounds_each_attempt(catalogue: SimCatalogue, tmp_path: Path) -> None:
     """An answer slower than the attempt timeout fails the attempt; the last one is recorded."""
     user = catalogue.user("slow", items=4)
     distinct = {item["id"] for item in user.items}
@@ -378,7 +378,7 @@ def test_concurrency_timeout_bounds_each_attempt(catalogue: Catalogue, tmp_path:
 
 
 def test_404_is_recorded_as_permanent_and_not_retried(tmp_path: Path) -> None:
-    catalogue = Catalogue(releases=1500, seed=3)
+    catalogue = SimCatalogue(releases=1500, seed=3)
     user = catalogue.user("gone", items=40)
     deleted = user.items[5]["id"]
     catalogue.delete_release(deleted)
@@ -399,7 +399,7 @@ def test_404_is_recorded_as_permanent_and_not_retried(tmp_path: Path) -> None:
 
 
 def test_malformed_releases_are_recorded_and_the_rest_is_written(tmp_path: Path) -> None:
-    catalogue = Catalogue(releases=1500, seed=5)
+    catalogue = SimCatalogue(releases=1500, seed=5)
     user = catalogue.user("odd", items=30)
     ids = sorted({item["id"] for item in user.items})
     rejected, unloadable = ids[3], ids[11]
@@ -441,7 +441,7 @@ def test_malformed_releases_are_recorded_and_the_rest_is_written(tmp_path: Path)
 
 def test_a_merged_release_is_stored_under_the_id_asked_for(tmp_path: Path) -> None:
     """Discogs answers a release merged into another with the survivor's body (another id)."""
-    catalogue = Catalogue(releases=1500, seed=6)
+    catalogue = SimCatalogue(releases=1500, seed=6)
     user = catalogue.user("merged", items=20)
     asked = user.items[0]["id"]
     survivor = next(r for r in catalogue.release_ids() if r not in {i["id"] for i in user.items})
@@ -465,7 +465,7 @@ def test_a_merged_release_is_stored_under_the_id_asked_for(tmp_path: Path) -> No
 
 
 def test_transient_failures_are_recorded_then_retried_next_pull(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     catalogue.user("flaky", items=40)
     path = tmp_path / "c.duckdb"
@@ -498,7 +498,7 @@ def test_transient_failures_are_recorded_then_retried_next_pull(
 
 
 def test_malformed_items_are_reported_and_nothing_stored_is_lost(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     user = catalogue.user("bent", items=60)
     path = tmp_path / "c.duckdb"
@@ -540,7 +540,7 @@ def test_malformed_items_are_reported_and_nothing_stored_is_lost(
     )
 
 
-def test_cli_pull_names_each_malformed_item_on_stderr(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_cli_pull_names_each_malformed_item_on_stderr(catalogue: SimCatalogue, tmp_path: Path) -> None:
     user = catalogue.user("clibent", items=30)
     bad = user.items[2]
     bad["rating"] = "--5"
@@ -602,7 +602,7 @@ def hooked_client(server: DiscogsSimulator, cache: Path, hook: Any) -> HookedCli
 
 @pytest.mark.parametrize("when", [("page", 2), ("release", 5)])
 def test_a_table_gone_mid_pull_stops_it_with_a_database_error(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path, when: tuple[str, int]
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path, when: tuple[str, int]
 ) -> None:
     """Schema damage mid-pull (a table renamed away) is a DatabaseError, not a failed page."""
     user = catalogue.user(f"damaged-{when[0]}", items=75)
@@ -652,7 +652,7 @@ def _lock_holder(path: Path) -> subprocess.Popen[str]:
 
 
 def test_a_file_locked_by_another_process_mid_pull_stops_it(
-    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
     user = catalogue.user("lockedout", items=60)
     path = tmp_path / "c.sqlite"
@@ -685,7 +685,7 @@ def test_a_file_locked_by_another_process_mid_pull_stops_it(
 
 @pytest.mark.slow
 def test_cli_pull_stops_with_one_line_and_exit_1_when_the_database_is_locked(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     """Another process takes the sqlite file's write lock mid-pull (after the first answers)."""
     user = catalogue.user("clilock", items=60)
@@ -727,7 +727,7 @@ def test_cli_pull_stops_with_one_line_and_exit_1_when_the_database_is_locked(
 
 @pytest.mark.slow
 def test_pull_under_faults_lands_everything_exactly_once(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     catalogue.user("storm", items=100)
     with simulator(catalogue) as clean, client_for(clean, tmp_path / "ref.sqlite") as client:
@@ -766,7 +766,7 @@ def default_sigint() -> Iterator[None]:
 
 @pytest.mark.usefixtures("default_sigint")
 def test_interrupt_writes_every_answer_that_arrived(
-    catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalogue: SimCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while a batch write waits for the database: answers received meanwhile are kept.
 
@@ -872,7 +872,7 @@ def _pull_cmd(db: Path, user: str) -> list[str]:
 
 @pytest.mark.slow
 def test_pull_killed_with_sigkill_resumes_to_identical_tables(
-    catalogue: Catalogue, tmp_path: Path
+    catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     user = catalogue.user("killme", items=90)
     distinct = len({item["id"] for item in user.items})
@@ -943,7 +943,7 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("default_sigint")
-def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: Catalogue, tmp_path: Path) -> None:
+def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: SimCatalogue, tmp_path: Path) -> None:
     user = catalogue.user("ctrlc", items=80)
     # 50 ms answers: after the signal's trigger point ~15 more rounds remain (0.7 s or more), so a
     # loaded machine that is slow to deliver the signal still interrupts the pull before its end.

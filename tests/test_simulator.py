@@ -16,8 +16,8 @@ import discogs_client
 import pytest
 import requests
 
-from toolkit.discogs import Catalogue, DiscogsSimulator, FaultPlan
-from toolkit.discogs.catalogue import DEMO_ITEMS, real_releases
+from toolkit.discogs import DiscogsSimulator, FaultPlan, SimCatalogue
+from toolkit.discogs.simdata import DEMO_ITEMS, real_releases
 from toolkit.discogs.simulator import (
     MSG_AUTH,
     MSG_FORBIDDEN,
@@ -48,12 +48,12 @@ class SleepRecorder:
 
 
 @pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue(releases=5000, seed=0)
+def catalogue() -> SimCatalogue:
+    return SimCatalogue(releases=5000, seed=0)
 
 
 @pytest.fixture(scope="module")
-def sim(catalogue: Catalogue) -> Iterator[DiscogsSimulator]:
+def sim(catalogue: SimCatalogue) -> Iterator[DiscogsSimulator]:
     with DiscogsSimulator(
         catalogue, rate_limit=100_000, rate_limit_unauthenticated=100_000, latency=0, jitter=0
     ) as server:
@@ -70,7 +70,7 @@ def session() -> Iterator[requests.Session]:
 def _fresh(**kwargs: Any) -> DiscogsSimulator:
     kwargs.setdefault("latency", 0)
     kwargs.setdefault("jitter", 0)
-    return DiscogsSimulator(Catalogue(releases=1100, seed=0), **kwargs)
+    return DiscogsSimulator(SimCatalogue(releases=1100, seed=0), **kwargs)
 
 
 # ---- shape helper ---------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def _load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _pick_release(catalogue: Catalogue, *, for_sale: bool) -> int:
+def _pick_release(catalogue: SimCatalogue, *, for_sale: bool) -> int:
     for rid in catalogue.release_ids():
         r = catalogue.release(rid)
         if r is None or "master_id" not in r:
@@ -144,7 +144,7 @@ def _pick_release(catalogue: Catalogue, *, for_sale: bool) -> int:
 
 
 def test_release_matches_real_shape(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     rid = _pick_release(catalogue, for_sale=True)
     r = session.get(f"{sim.url}/releases/{rid}")
@@ -164,7 +164,7 @@ def test_release_matches_real_shape(
 
 
 def test_release_without_offers_matches_real_shape(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     rid = _pick_release(catalogue, for_sale=False)
     body = session.get(f"{sim.url}/releases/{rid}").json()
@@ -245,7 +245,7 @@ def test_demo_collection_serves_the_real_releases(
 
 
 def test_collection_release_matches_real_shape(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     item = next(
         it
@@ -268,7 +268,7 @@ def test_wants_match_real_shape(sim: DiscogsSimulator, session: requests.Session
 
 
 def test_profile_identity_value_stats_match_real_shape(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     profile = session.get(f"{sim.url}/users/demo").json()
     assert_same_shape(_load(JOALLA / "users/example.json"), profile)
@@ -290,7 +290,7 @@ def test_profile_identity_value_stats_match_real_shape(
 
 
 def test_pagination_walks_every_item_once(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     user = catalogue.user("pager", items=237)
     url = f"{sim.url}/users/pager/collection/folders/0/releases"
@@ -355,7 +355,7 @@ def test_sorting(sim: DiscogsSimulator, session: requests.Session) -> None:
 
 
 def test_sync_changes_show_up(
-    sim: DiscogsSimulator, catalogue: Catalogue, session: requests.Session
+    sim: DiscogsSimulator, catalogue: SimCatalogue, session: requests.Session
 ) -> None:
     user = catalogue.user("syncer", items=30)
     url = f"{sim.url}/users/syncer/collection/folders/0/releases"
@@ -700,7 +700,7 @@ def test_stop_closes_keep_alive_connections() -> None:
 
 
 def test_python3_discogs_client_works_unmodified(
-    sim: DiscogsSimulator, catalogue: Catalogue
+    sim: DiscogsSimulator, catalogue: SimCatalogue
 ) -> None:
     user = catalogue.user("dclient", items=120)
     client = discogs_client.Client("toolkit-tests/1.0", user_token="t")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack, closing, suppress
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -204,7 +205,8 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "query",
         help="run SQL against the database",
         description="Run SQL against the database. It is opened read-only: a statement that "
-        "would change it fails (exit 1) unless --write is given.",
+        "would change it fails (exit 1) unless --write is given. The local catalogue is attached "
+        "as schema catalogue (catalogue.releases, ...; empty before `catalogue load`).",
     )
     parser.add_argument("sql", help='the SQL to run, e.g. "SELECT count(*) FROM collection"')
     _add_db_option(parser)
@@ -313,13 +315,17 @@ def _run_pull(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
+    from toolkit.catalogue.explore import catalogue_status
     from toolkit.explore import collection_summary, connect, resolve_database
 
-    path = resolve_database(args.db, settings=Settings.from_env())
-    with closing(connect(path, require_schema=True)) as db:
+    settings = Settings.from_env()
+    path = resolve_database(args.db, settings=settings)
+    with closing(connect(path, settings=settings, require_schema=True)) as db:
         summary = collection_summary(db)
+        status = catalogue_status(db)
     print(f"database: {path}")
     print(summary.as_text())
+    print(status.as_text())
     return 0
 
 
@@ -449,11 +455,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     import contextlib
     import threading
 
-    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simdata import SimCatalogue
     from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 
     try:
-        catalogue = Catalogue(releases=args.releases, seed=args.seed)
+        catalogue = SimCatalogue(releases=args.releases, seed=args.seed)
         for spec in args.user:
             name, _, items = spec.partition("=")
             catalogue.user(name, items=int(items or 100))
@@ -564,6 +570,55 @@ def _add_catalogue(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     load.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
     load.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     load.set_defaults(handler=_run_catalogue_load)
+    simulated = actions.add_parser(
+        "simulate-dump",
+        help="write the built-in simulator's releases as monthly dump files (for the demo)",
+        description="Write the releases the built-in simulator serves as the four files of a "
+        "Discogs monthly dump (discogs_YYYYMMDD_{releases,masters,artists,labels}.xml.gz): the "
+        "real sample releases as the sample has them, the others as the simulated API serves "
+        "them. Prints the paths, one per line.",
+    )
+    simulated.add_argument("out", type=Path, metavar="DIR", help="folder to write the files to")
+    simulated.add_argument(
+        "--date", type=_iso_date, default=SIMULATOR_DUMP_DATE, metavar="YYYY-MM-DD",
+        help=f"the dump's date (default {SIMULATOR_DUMP_DATE.isoformat()}, the sample's)",
+    )  # fmt: skip
+    simulated.add_argument("--releases", type=_positive_int, default=5000,
+                           help="simulated catalogue size, as `serve` (default 5000)")  # fmt: skip
+    simulated.add_argument("--seed", type=int, default=0, help="as `serve` (default 0)")
+    simulated.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+    )
+    simulated.set_defaults(handler=_run_catalogue_simulate)
+
+
+#: The date of the simulator's dump by default: its real releases are the 2020-08-06 sample's.
+SIMULATOR_DUMP_DATE = date(2020, 8, 6)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _run_catalogue_simulate(args: argparse.Namespace) -> int:
+    from toolkit.discogs.simdata import SimCatalogue
+    from toolkit.errors import DumpError
+
+    try:
+        catalogue = SimCatalogue(releases=args.releases, seed=args.seed)
+    except ValueError as exc:
+        print(f"discogs-toolkit catalogue simulate-dump: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        paths = catalogue.write_dump(args.out, args.date)
+    except OSError as exc:
+        raise DumpError(f"cannot write the dump to {args.out}: {exc.strerror or exc}") from None
+    for path in paths:
+        print(path)
+    return 0
 
 
 def _run_catalogue_load(args: argparse.Namespace) -> int:
@@ -574,7 +629,9 @@ def _run_catalogue_load(args: argparse.Namespace) -> int:
     if args.only_collection:
         from toolkit.explore import connect
 
-        with closing(connect(args.db, read_only=True, require_schema=True)) as db:
+        with closing(
+            connect(args.db, settings=settings, require_schema=True, catalogue=False)
+        ) as db:
             only = collection_refs(db)
     with ExitStack() as stack:
         callback = None

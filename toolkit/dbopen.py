@@ -1,7 +1,7 @@
 """Finding and opening the collection database for reading: the CLI's stats/query and the notebooks.
 
 Which file is the caller's to say (a path, or the settings holding the data dir); nothing here reads
-the environment.
+the environment. Every connection made here also sees the local catalogue (``catalogue.*``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def connect(
     settings: Settings | None = None,
     read_only: bool = True,
     require_schema: bool = False,
+    catalogue: bool = True,
 ) -> Database:
     """Open the collection database (see :func:`resolve_database`), read-only unless asked; it must exist.
 
@@ -38,6 +39,10 @@ def connect(
     :class:`~toolkit.errors.SchemaIncompleteError` naming them and the repair. With
     ``require_schema`` a database without the toolkit's tables (an unrelated DuckDB or sqlite
     file) is refused with a :class:`DatabaseError` saying so.
+
+    With ``catalogue`` (the default) the catalogue is attached as schema ``catalogue`` (empty
+    tables before any ``catalogue load``): the one of ``settings.data_dir`` when settings are
+    given, else of the database's own folder (where the default data dir keeps both).
     """
     path = resolve_database(database, settings=settings)
     if not path.exists():
@@ -49,6 +54,10 @@ def connect(
             raise DatabaseError(
                 f"{path} is not a discogs-toolkit database; run `discogs-toolkit pull` first"
             )
+        if catalogue:
+            from toolkit.catalogue.store import attach
+
+            attach(db, settings.data_dir if settings is not None else path.parent)
     except BaseException:
         db.close()
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simdata import SimCatalogue
     from toolkit.discogs.simulator import DiscogsSimulator
 
 __all__ = ["SIMULATOR_PORT", "start_simulator"]
@@ -22,7 +22,7 @@ def start_simulator(
     rate_limit: int = 60,
     latency: float = 0.05,
     *,
-    catalogue: Catalogue | None = None,
+    catalogue: SimCatalogue | None = None,
     port: int = SIMULATOR_PORT,
 ) -> DiscogsSimulator:
     """Start the built-in simulator on ``port`` (any free port if taken) and return it running.

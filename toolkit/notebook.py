@@ -104,9 +104,9 @@ def open_source(
     # Whatever is opened is closed again if a later step raises; a returned source owns it all.
     with ExitStack() as opened:
         if use_simulator or (use_simulator is None and not real):
-            from toolkit.discogs.catalogue import DEMO_USER, Catalogue
+            from toolkit.discogs.simdata import DEMO_USER, SimCatalogue
 
-            catalogue = Catalogue()
+            catalogue = SimCatalogue()
             name = username or (DEMO_USER if simulator_items is None else "notebook")
             if simulator_items is not None:
                 catalogue.user(name, items=simulator_items)

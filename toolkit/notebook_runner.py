@@ -35,7 +35,11 @@ __all__ = [
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The notebooks ``make demo`` runs, in order (03-benchmarks belongs to the benchmark suite).
-NOTEBOOKS: tuple[str, ...] = ("01-pull-collection.ipynb", "02-explore-collection.ipynb")
+NOTEBOOKS: tuple[str, ...] = (
+    "01-pull-collection.ipynb",
+    "02-explore-collection.ipynb",
+    "04-catalogue.ipynb",
+)
 
 
 def _is_parameters_cell(cell: Any) -> bool:
@@ -158,10 +162,11 @@ def run_notebooks(
 
 
 def _captions() -> dict[str, str]:
+    from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
     from toolkit.explore import CAPTIONS
     from toolkit.notebook import TIMELINE_CAPTION
 
-    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS}
+    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS, **CATALOGUE_CAPTIONS}
 
 
 def write_index(

@@ -191,10 +191,10 @@ def _reap(proc: subprocess.Popen[str]) -> None:
 
 
 def _serve(config: dict[str, Any], commands: IO[str], out: IO[str]) -> None:
-    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simdata import SimCatalogue
     from toolkit.discogs.simulator import DiscogsSimulator
 
-    catalogue = Catalogue(releases=int(config["releases"]), seed=0)
+    catalogue = SimCatalogue(releases=int(config["releases"]), seed=0)
     user = catalogue.user(str(config["user"]), items=int(config["items"]))
     sim = DiscogsSimulator(
         catalogue,

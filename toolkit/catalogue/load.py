@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from toolkit.catalogue.parallel import ChunkResult, auto_workers, iter_chunks, parse_chunk, pool
 from toolkit.catalogue.parse import DumpFile, Rows, Skips, inspect_dump, iter_records, open_dump
 from toolkit.catalogue.parse import parse_record as _parse_record
 from toolkit.catalogue.schema import CATALOGUE_TABLES, KIND_TABLES, KINDS, arrow_schema, sql_type
@@ -148,6 +150,11 @@ class _Writer:
             self.close()
             raise
 
+    def write_tables(self, tables: dict[str, pa.Table]) -> None:
+        """Write tables a worker built (see :mod:`toolkit.catalogue.parallel`)."""
+        for name, table in tables.items():
+            self._writers[name].write_table(table)
+
     def write(self, rows: Rows) -> None:
         for name, table_rows in rows.items():
             if not table_rows:
@@ -176,9 +183,15 @@ def _load_file(
     keep: set[int] | None,
     referenced: dict[str, set[int]] | None,
     progress: Callable[[LoadProgress], None] | None,
+    workers: int | None = None,
 ) -> FileReport:
     """Stream one dump into its kind's Parquet files; ``referenced`` collects the ids kept
-    releases point at (for ``--only-collection``)."""
+    releases point at (for ``--only-collection``). A big releases file is parsed by ``workers``
+    processes (None: :func:`~toolkit.catalogue.parallel.auto_workers`; 0: in this process)."""
+    if dump.kind == "releases":
+        count = auto_workers(dump.size) if workers is None else workers
+        if count > 0:
+            return _load_releases_parallel(dump, tables_dir, keep, referenced, progress, count)
     started = time.perf_counter()
     skips = Skips()
     names = KIND_TABLES[dump.kind]
@@ -207,6 +220,72 @@ def _load_file(
                 if progress is not None and read % _PROGRESS_EVERY == 0:
                     progress(LoadProgress(dump.path, dump.kind, reader.position(), dump.size, read))
             flush()
+            if progress is not None:
+                progress(LoadProgress(dump.path, dump.kind, dump.size, dump.size, read))
+    finally:
+        writer.close()
+    if read == 0:
+        raise DumpError(f"{dump.path}: no <{dump.record_tag}> records", path=str(dump.path))
+    return FileReport(
+        dump.path,
+        dump.kind,
+        dump.dump_date,
+        dump.size,
+        read,
+        kept,
+        dict(skips.counts),
+        time.perf_counter() - started,
+    )
+
+
+def _load_releases_parallel(
+    dump: DumpFile,
+    tables_dir: Path,
+    keep: set[int] | None,
+    referenced: dict[str, set[int]] | None,
+    progress: Callable[[LoadProgress], None] | None,
+    workers: int,
+) -> FileReport:
+    """:func:`_load_file` for releases, parsed in ``workers`` processes (results kept in order)."""
+    started = time.perf_counter()
+    skips = Skips()
+    names = KIND_TABLES[dump.kind]
+    read = kept = 0
+    writer = _Writer(tables_dir, names)
+
+    def take(result: ChunkResult) -> None:
+        nonlocal read, kept
+        tables, counts, chunk_read, chunk_kept, error = result
+        if error is not None:
+            raise DumpError(f"{dump.path}: {error}", path=str(dump.path))
+        if referenced is not None:
+            if "releases" in tables:
+                masters = tables["releases"].column("master_id").drop_null().to_pylist()
+                referenced["masters"].update(masters)
+            for table, kind in (("credit_artists", "artists"), ("credit_labels", "labels")):
+                if table in tables:
+                    referenced[kind].update(tables[table].column(0).to_pylist())
+        writer.write_tables(tables)
+        for reason, count in counts.items():
+            skips.add(reason, count)
+        read += chunk_read
+        kept += chunk_kept
+
+    try:
+        # The pool first: its processes are forked before the inflating thread starts.
+        with pool(workers, _as_of(dump.dump_date), keep) as parsers:
+            with open_dump(dump, skips) as reader:
+                waiting: deque[Any] = deque()
+                for chunk in iter_chunks(reader):
+                    waiting.append(parsers.apply_async(parse_chunk, (chunk,)))
+                    # Bounded: a few chunks in flight per worker, never the whole file.
+                    while len(waiting) > 2 * workers or (waiting and waiting[0].ready()):
+                        take(waiting.popleft().get())
+                        if progress is not None:
+                            progress(LoadProgress(dump.path, dump.kind, reader.position(),
+                                                  dump.size, read))  # fmt: skip
+                while waiting:
+                    take(waiting.popleft().get())
             if progress is not None:
                 progress(LoadProgress(dump.path, dump.kind, dump.size, dump.size, read))
     finally:
@@ -334,6 +413,7 @@ def load_dumps(
     only: CollectionRefs | None = None,
     progress: Callable[[LoadProgress], None] | None = None,
     now: datetime | None = None,
+    workers: int | None = None,
 ) -> LoadReport:
     """Load dump files (any of the four kinds, one file per kind) into ``<data_dir>/catalogue``.
 
@@ -341,7 +421,8 @@ def load_dumps(
     one only when all files loaded, so a failure (:class:`DumpError`) or Ctrl-C leaves the
     previous catalogue as it was. Data and ``dumps`` rows replace per kind: loading the same
     file again gives the same tables. With ``only``, just those releases and the masters,
-    artists and labels they (or the collection) reference are kept.
+    artists and labels they (or the collection) reference are kept. ``workers`` processes parse
+    a releases file (None: automatic, for files of 8 MiB and more; 0: none).
     """
     if not paths:
         raise DumpError("no dump files given")
@@ -370,7 +451,7 @@ def load_dumps(
         tables_dir = temp / "tables"
         tables_dir.mkdir(parents=True)
         try:
-            reports = _build(by_kind, previous, tables_dir, only, progress)
+            reports = _build(by_kind, previous, tables_dir, only, progress, workers)
             pq.write_table(
                 _dumps_rows(previous, reports, only is not None, stamp), table_path(temp, "dumps")
             )
@@ -394,6 +475,7 @@ def _build(
     tables_dir: Path,
     only: CollectionRefs | None,
     progress: Callable[[LoadProgress], None] | None,
+    workers: int | None = None,
 ) -> list[FileReport]:
     reports: list[FileReport] = []
     referenced: dict[str, set[int]] | None = None
@@ -403,6 +485,14 @@ def _build(
             "artists": set(only.artist_ids),
             "labels": set(only.label_ids),
         }
+    # Releases first, before DuckDB (and its threads) start: parsing workers fork from here.
+    releases = by_kind.get("releases")
+    releases_report = None
+    if releases is not None:
+        keep_releases = None if only is None else set(only.release_ids)
+        releases_report = _load_file(
+            releases, tables_dir, keep_releases, referenced, progress, workers
+        )
     with Database.connect(":memory:", engine="duckdb") as work:
         try:
             work.execute(f"SET memory_limit = '{_MERGE_MEMORY}'")
@@ -410,11 +500,15 @@ def _build(
             work.execute("SET preserve_insertion_order = false")
             for kind in KINDS:
                 dump = by_kind.get(kind)
-                if dump is not None:
+                if releases_report is not None and kind == "releases":
+                    reports.append(releases_report)
+                elif dump is not None:
                     keep = None
                     if only is not None and referenced is not None:
                         keep = set(only.release_ids) if kind == "releases" else referenced[kind]
-                    reports.append(_load_file(dump, tables_dir, keep, referenced, progress))
+                    reports.append(
+                        _load_file(dump, tables_dir, keep, referenced, progress, workers)
+                    )
                 else:
                     _carry_over(kind, previous, tables_dir)
                     if kind == "releases" and referenced is not None and only is not None:

@@ -543,8 +543,8 @@ def _release(
             for track in child:
                 if track.tag != "track":
                     continue
-                position = track_title = duration = None
-                kind = "track"
+                position = track_title = duration = raw_duration = None
+                kind = None
                 for field in track:
                     ftag = field.tag
                     if ftag == "position":
@@ -552,9 +552,13 @@ def _release(
                     elif ftag == "title":
                         track_title = field.text or None
                     elif ftag == "duration":
-                        duration = _duration(field.text) if field.text else None
+                        raw_duration = field.text
+                        duration = _duration(raw_duration) if raw_duration else None
                     elif ftag == "sub_tracks":
                         kind = "index"  # the API's type_ for a track with sub-tracks
+                if kind is None:
+                    # The API's type_: a line with neither position nor duration is a heading.
+                    kind = "track" if position or raw_duration else "heading"
                 append((rid, position, sequence, track_title, duration, kind))
                 sequence += 1
     rows["releases"].append(

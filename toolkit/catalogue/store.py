@@ -132,7 +132,8 @@ def _attach_sqlite(db: Database, generation: Path | None) -> None:
     path = generation / _SQLITE_FILE
     if not path.is_file():
         build_sqlite(generation, path)
-    db.execute(f"ATTACH DATABASE ? AS {SCHEMA}", [str(path)])
+    # Read-only whatever the connection: the file is derived data, shared by every connection.
+    db.execute(f"ATTACH DATABASE ? AS {SCHEMA}", [f"{path.resolve().as_uri()}?mode=ro"])
 
 
 def _sqlite_value(value: Any) -> Any:

@@ -292,8 +292,9 @@ def _common(out: Rows, rid: int, data: Mapping[str, Any], where: str) -> None:
                 position,
                 _text(fmt.get("name")),
                 qty,
+                # An empty list is no descriptions, as in the dump: NULL (see toolkit.catalogue).
                 json.dumps(descriptions, ensure_ascii=False)
-                if type(descriptions) is list
+                if type(descriptions) is list and descriptions
                 else None,
                 _text(fmt.get("text")),
             )

@@ -1,17 +1,17 @@
-"""Talking to Discogs: a deterministic catalogue and an HTTP simulator of the API for tests and benchmarks."""
+"""Talking to Discogs: the client, the simulator of the API and its data (SimCatalogue)."""
 
 from __future__ import annotations
 
-from toolkit.discogs.catalogue import Catalogue, SimUser
 from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
+from toolkit.discogs.simdata import SimCatalogue, SimUser
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
 
 __all__ = [
-    "Catalogue",
     "ClientStats",
     "DiscogsClient",
     "DiscogsSimulator",
     "FaultPlan",
     "RequestEvent",
+    "SimCatalogue",
     "SimUser",
 ]

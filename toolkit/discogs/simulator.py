@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from toolkit.discogs.catalogue import API_ROOT, Catalogue, SimUser
+from toolkit.discogs.simdata import API_ROOT, SimCatalogue, SimUser
 
 __all__ = [
     "MSG_AUTH",
@@ -193,7 +193,7 @@ class DiscogsSimulator:
 
     def __init__(
         self,
-        catalogue: Catalogue | None = None,
+        catalogue: SimCatalogue | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -213,7 +213,7 @@ class DiscogsSimulator:
     ) -> None:
         if rate_limit < 1 or window <= 0:
             raise ValueError("rate_limit must be >= 1 and window > 0")
-        self.catalogue = catalogue if catalogue is not None else Catalogue(seed=seed)
+        self.catalogue = catalogue if catalogue is not None else SimCatalogue(seed=seed)
         self.host = host
         self._requested_port = port
         self.port = port
@@ -519,7 +519,7 @@ class DiscogsSimulator:
         )
 
     def _release_bytes(self, rid: int, raw: str) -> bytes:
-        # Keyed by the body too: Catalogue.override_release may change what a release serves.
+        # Keyed by the body too: SimCatalogue.override_release may change what a release serves.
         cached = self._release_cache.get(rid)
         if cached is None or cached[0] != raw:
             cached = (raw, raw.replace(API_ROOT, self.url).encode())

@@ -191,9 +191,9 @@ def transaction_overhead(ctx: BenchContext, row: RowResult) -> None:
 
 def _load_inputs(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``n`` collection items of a simulated user and the full release JSON of each."""
-    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.simdata import SimCatalogue
 
-    catalogue = Catalogue(releases=max(n, 1_000), seed=1)
+    catalogue = SimCatalogue(releases=max(n, 1_000), seed=1)
     user = catalogue.user("bench-load", items=n)
     items = [dict(item) for item in user.items]
     releases = []

@@ -1,4 +1,7 @@
-"""A deterministic Discogs catalogue for the simulator: 1,000 real releases from the CC0 dump, extended from a seed.
+"""The simulator's data (``SimCatalogue``): 1,000 real releases from the CC0 dump, extended from a seed.
+
+Not to be confused with :mod:`toolkit.catalogue`, the local copy of Discogs' monthly dumps; this
+module can write its releases in that dump format (:meth:`SimCatalogue.write_dump`).
 
 The ``demo`` user owns the real releases themselves (:mod:`toolkit.discogs.demo_collection`); other
 users, and catalogues larger than the sample, draw on releases recombined from real ones.
@@ -13,12 +16,14 @@ import datetime as dt
 import functools
 import gzip
 import json
+import os
 import random
 import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from toolkit.discogs.demo_collection import demo_items, split_wantlist
@@ -29,7 +34,7 @@ __all__ = [
     "DEMO_ITEMS",
     "DEMO_USER",
     "MAX_RELEASES",
-    "Catalogue",
+    "SimCatalogue",
     "SimUser",
     "real_releases",
 ]
@@ -252,7 +257,7 @@ class SimUser:
 
     def __init__(
         self,
-        catalogue: Catalogue,
+        catalogue: SimCatalogue,
         name: str,
         *,
         items: int,
@@ -426,7 +431,7 @@ class SimUser:
         }
 
 
-class Catalogue:
+class SimCatalogue:
     """``releases`` releases (the real dump ones first, then generated ids above them) and users.
 
     Generated releases recombine real ones (genres with their styles, artists, labels, formats,
@@ -455,7 +460,7 @@ class Catalogue:
         self.user(DEMO_USER, releases=self._real_ids)
 
     def __repr__(self) -> str:
-        return f"Catalogue(releases={self.size}, seed={self.seed})"
+        return f"SimCatalogue(releases={self.size}, seed={self.seed})"
 
     def __len__(self) -> int:
         return self.size
@@ -541,6 +546,31 @@ class Catalogue:
             return override
         full = self._full(release_id)
         return None if full is None else json.dumps(full)
+
+    def served_release(self, release_id: int) -> _JSON | None:
+        """The catalogue's /releases/{id} body (shared: do not mutate), or None when not served so.
+
+        None for unknown and deleted ids and for ids whose answer a test overrode.
+        """
+        if release_id in self._overrides:
+            return None
+        return self._full(release_id)
+
+    def write_dump(
+        self,
+        directory: str | os.PathLike[str],
+        dump_date: dt.date,
+        *,
+        release_ids: Iterable[int] | None = None,
+    ) -> list[Path]:
+        """Write the releases (all, or ``release_ids``) as a Discogs monthly dump of ``dump_date``.
+
+        The four gzipped files (releases, masters, artists, labels) go to ``directory``; see
+        :mod:`toolkit.discogs.simdump`. Returns their paths.
+        """
+        from toolkit.discogs.simdump import write_dump
+
+        return write_dump(self, directory, dump_date, release_ids=release_ids)
 
     def basic_information(self, release_id: int) -> _JSON:
         """The ``basic_information`` of a collection or wantlist entry for this release."""
