@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.batch import BatchProcessor
+from toolkit.budget import background, track
 from toolkit.collection import (
     CollectionDataError,
     clear_failures,
@@ -366,19 +367,21 @@ def pull_collection(
             from toolkit.discogs.client import DiscogsClient
 
             client = DiscogsClient.from_settings(_require(settings))
-        return _pull(
-            username,
-            database,
-            client,
-            folder_id=folder_id,
-            details=details,
-            workers=workers,
-            progress=progress,
-            per_page=per_page,
-            max_age=max_age,
-            batch_size=max(1, batch_size),
-            retries=attempts,
-        )
+        # A pull is background work: it leaves the shared budget's reserve to interactive calls.
+        with background(client):
+            return _pull(
+                username,
+                database,
+                client,
+                folder_id=folder_id,
+                details=details,
+                workers=workers,
+                progress=progress,
+                per_page=per_page,
+                max_age=max_age,
+                batch_size=max(1, batch_size),
+                retries=attempts,
+            )
     finally:
         if own_db:
             database.close()
@@ -433,6 +436,7 @@ def _pull(
         return len(written) == len(page_items)
 
     with _progress(pages, "pages", "page", progress) as bar:
+        bar = track(client, bar, f"pull {username}: pages", pages)
 
         def fetch_pages(batch: list[int]) -> list[bool]:
             """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
@@ -574,6 +578,7 @@ def _fetch_releases(
     futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {}
     clean = False
     with _progress(len(wanted), "releases", "release", progress) as bar:
+        bar = track(client, bar, f"pull {writer.username}: releases", len(wanted))
         try:
             for rid in wanted:
                 task = Task(id=str(rid), execute=make(rid), priority=priority[rid])
