@@ -32,8 +32,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests
 	$(BIN)/mypy
 
+# scripts/redis.sh installs (Debian's redis-server, if missing) and starts the private Redis the
+# shared-budget tests use; it is stopped again whatever pytest's result.
 test: lint
-	$(BIN)/python -m pytest
+	@scripts/redis.sh start >/dev/null
+	@TEST_REDIS_URL="$$(cat .redis-test/url 2>/dev/null)" $(BIN)/python -m pytest; \
+		status=$$?; scripts/redis.sh stop; exit $$status
 
 # The suite without tests marked slow (real servers, subprocesses, notebooks): for quick iteration.
 test-fast: lint

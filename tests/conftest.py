@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,3 +25,46 @@ def hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if name in ENV_VARIABLES or name.startswith("TOOLKIT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv(ENV_FILE_VARIABLE, "")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis server: ``$TEST_REDIS_URL`` (``make test`` starts one with scripts/redis.sh),
+    else a private ``redis-server`` started here on a free port, with no persistence.
+
+    Skips (fails under CI, which must install it) only when ``redis-server`` is not installed.
+    """
+    configured = os.environ.get("TEST_REDIS_URL", "").strip()
+    if configured:
+        yield configured
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed; `make test` installs it (scripts/redis.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -7,7 +7,9 @@ file is waited on (``busy_timeout``), never reported as "database is locked".
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -29,6 +31,9 @@ HISTORY_SECONDS = 3600.0
 #: A process that has not published for this long is forgotten.
 FORGET_SECONDS = 600.0
 _BUSY_MS = 60_000
+#: SQLite's own busy handler sleeps up to 100 ms between tries; transactions here last well under
+#: a millisecond, so a taken lock is retried by :func:`_begin` every few hundred microseconds.
+_SHORT_BUSY_MS = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS windows (key TEXT PRIMARY KEY, state TEXT NOT NULL);
@@ -67,10 +72,10 @@ class SQLiteWindowStorage:
                 str(self.path), timeout=_BUSY_MS / 1000, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
-            con.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             _retry(lambda: con.execute("PRAGMA journal_mode = WAL"))
             con.execute("PRAGMA synchronous = NORMAL")
             _retry(lambda: con.executescript(_SCHEMA))
+            con.execute(f"PRAGMA busy_timeout = {_SHORT_BUSY_MS}")
         except (sqlite3.Error, OSError) as exc:
             if con is not None:
                 con.close()
@@ -98,7 +103,7 @@ class SQLiteWindowStorage:
         with self._lock:
             con = self._connection()
             try:
-                con.execute("BEGIN IMMEDIATE")
+                _begin(con)
                 try:
                     row = con.execute("SELECT state FROM windows WHERE key = ?", (key,)).fetchone()
                     state = WindowState.loads(row[0] if row else None)
@@ -142,6 +147,7 @@ class SQLiteWindowStorage:
         with self._lock:
             con = self._connection()
             try:
+                _begin(con)
                 con.execute(
                     "INSERT INTO processes (key, owner, info, updated) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (key, owner) DO UPDATE SET info = excluded.info, "
@@ -149,17 +155,23 @@ class SQLiteWindowStorage:
                     (key, owner, json.dumps(info), updated),
                 )
                 con.execute("DELETE FROM processes WHERE updated < ?", (updated - FORGET_SECONDS,))
+                con.execute("COMMIT")
             except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
                 raise self._error(exc) from None
 
     def withdraw(self, key: str, owner: str) -> None:
         """Forget process ``owner``."""
         with self._lock:
+            con = self._connection()
             try:
-                self._connection().execute(
-                    "DELETE FROM processes WHERE key = ? AND owner = ?", (key, owner)
-                )
+                _begin(con)
+                con.execute("DELETE FROM processes WHERE key = ? AND owner = ?", (key, owner))
+                con.execute("COMMIT")
             except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
                 raise self._error(exc) from None
 
     def processes(self, key: str) -> dict[str, dict[str, Any]]:
@@ -196,6 +208,21 @@ class SQLiteWindowStorage:
         return f"SQLiteWindowStorage({self.where!r})"
 
 
+def _begin(con: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, retried every 0.1-0.5 ms while another process holds the lock."""
+    deadline = time.monotonic() + _BUSY_MS / 1000
+    while True:
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or (
+                time.monotonic() > deadline
+            ):
+                raise
+            time.sleep(random.uniform(0.0001, 0.0005))
+
+
 def _retry(action: Callable[[], object]) -> None:
     """Run ``action``, again while the file is locked (for at most the busy timeout).
 
@@ -212,4 +239,4 @@ def _retry(action: Callable[[], object]) -> None:
                 raise
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.01)
+            time.sleep(random.uniform(0.0001, 0.0005))

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 #: Requests per window a background pull leaves to interactive calls (of Discogs' 60).
 DEFAULT_RESERVE = 5
+#: A paced (background) caller takes at most 1/PACE of its ceiling per 1/PACE of the window.
+PACE = 3
 #: Owner of the entries added because the server said fewer remain than the window held.
 SERVER = "server"
 
@@ -122,16 +124,17 @@ class Rule:
         return self.limit - min(max(0, self.reserve), self.limit - 1)
 
     @property
-    def half_cap(self) -> int | None:
-        """Background requests allowed per half window (None: unpaced, when there is no reserve).
+    def paced(self) -> tuple[int, float] | None:
+        """At most ``cap`` background requests per ``span`` seconds (None: unpaced, no reserve).
 
         A pull that took its whole ceiling at once would leave interactive calls nothing but the
-        reserve until a full window passed; at most half of it per half window means at least
-        ``limit - half_cap`` slots free up within any half window.
+        reserve until a full window passed. A third of it per third of a window means that
+        within any third of a window at least ``ceil(ceiling / 3)`` slots free up for a person:
+        at Discogs' 60/min, 5 at once and 19 more within 20 s.
         """
         if not self.background or self.reserve <= 0:
             return None
-        return math.ceil(self.ceiling / 2)
+        return math.ceil(self.ceiling / PACE), self.window / PACE
 
 
 def _expiry(entry: Entry, rule: Rule) -> float:
@@ -140,7 +143,10 @@ def _expiry(entry: Entry, rule: Rule) -> float:
 
 def prune(state: WindowState, now: float, rule: Rule) -> None:
     """Drop entries no longer in the window (pending ones count ``grace`` longer)."""
-    state.entries = [e for e in state.entries if _expiry(e, rule) > now]
+    # ``now - stamp`` (not ``stamp + window``), as SlidingWindowLimiter rounds it.
+    state.entries = [
+        e for e in state.entries if now - e.stamp < rule.window + (rule.grace if e.pending else 0)
+    ]
 
 
 def _wait_for(expiries: list[float], over: int, now: float) -> float:
@@ -149,35 +155,55 @@ def _wait_for(expiries: list[float], over: int, now: float) -> float:
     return max(1e-6, expiries[over - 1] - now)
 
 
+def _demand(state: WindowState, now: float, rule: Rule, wait: float) -> float:
+    """An interactive caller's demand holds background ones until ``hold`` after it can go.
+
+    Covering the wait too means a slot that frees while a person waits is theirs, not the pull's.
+    """
+    if not rule.background:
+        state.interactive_until = max(state.interactive_until, now + wait + rule.hold)
+    return wait
+
+
 def try_acquire(
-    state: WindowState, now: float, rule: Rule, owner: str, slot_id: str, count: int = 1
+    state: WindowState,
+    now: float,
+    rule: Rule,
+    owner: str,
+    slot_id: str,
+    count: int = 1,
+    *,
+    pending: bool = True,
 ) -> float:
-    """Add ``count`` pending entries and return 0.0, or return the seconds to wait first.
+    """Add ``count`` entries and return 0.0, or return the seconds to wait first.
+
+    ``pending`` entries are slots whose response is awaited (:func:`complete` re-dates them).
 
     Interactive callers may fill the window to ``limit`` and mark their demand, which holds
-    background callers for ``rule.hold``; background callers stop at ``ceiling`` and are paced
-    to ``half_cap`` per half window.
+    background callers for ``rule.hold``; background callers stop at ``ceiling`` and are
+    :attr:`Rule.paced`.
     """
     state.limit, state.window = rule.limit, rule.window
     if state.paused_until > now:
-        return state.paused_until - now
+        return _demand(state, now, rule, state.paused_until - now)
     prune(state, now, rule)
-    if not rule.background:
-        state.interactive_until = max(state.interactive_until, now + rule.hold)
-    elif state.interactive_until > now:
+    if rule.background and state.interactive_until > now:
         return state.interactive_until - now
     over = len(state.entries) + count - rule.ceiling
     if over > 0:
-        return _wait_for([_expiry(e, rule) for e in state.entries], over, now)
-    cap = rule.half_cap
-    if cap is not None:
-        half = rule.window / 2
-        recent = [e.stamp + half for e in state.entries if now - e.stamp < half]
+        return _demand(
+            state, now, rule, _wait_for([_expiry(e, rule) for e in state.entries], over, now)
+        )
+    paced = rule.paced
+    if paced is not None:
+        cap, span = paced
+        recent = [e.stamp + span for e in state.entries if now - e.stamp < span]
         over = len(recent) + count - cap
         if over > 0:
             return _wait_for(recent, over, now)
+    _demand(state, now, rule, 0.0)
     for n in range(count):
-        state.entries.append(Entry(slot_id if n == 0 else f"{slot_id}.{n}", now, owner, True))
+        state.entries.append(Entry(slot_id if n == 0 else f"{slot_id}.{n}", now, owner, pending))
     return 0.0
 
 
@@ -278,7 +304,8 @@ class SharedWindowLimiter(SlidingWindowLimiter):
     Every process and machine using the same storage and key (the API host) counts in one moving
     window; slots are dated when their response returns, a pause holds them all, and what the
     server says remains is shared. Inside :meth:`background` (a pull) requests leave ``reserve``
-    slots per window to interactive ones and are paced to half of the rest per half window.
+    slots per window to interactive ones and are paced to a third of the rest per third of
+    a window (:attr:`Rule.paced`).
     """
 
     def __init__(
@@ -358,8 +385,10 @@ class SharedWindowLimiter(SlidingWindowLimiter):
         rule = self.rule()
         slot_id = f"{self._owner}:{next(_counter)}"
         now = self._clock()  # the storage's clock at the moment of the transaction
+        pending = getattr(self._local, "slotting", False)
         wait = self._storage.update(
-            self._key, lambda s: try_acquire(s, now, rule, self._owner, slot_id, int(tokens))
+            self._key,
+            lambda s: try_acquire(s, now, rule, self._owner, slot_id, int(tokens), pending=pending),
         )
         if wait == 0.0:
             self._local.slot = (slot_id, now)
@@ -371,8 +400,12 @@ class SharedWindowLimiter(SlidingWindowLimiter):
 
     def acquire_slot(self, timeout: float | None = None) -> Slot | None:
         """Wait for one slot of the shared window (None on timeout); complete it on response."""
-        if self._wait_loop(1, timeout) is None:
-            return None
+        self._local.slotting = True
+        try:
+            if self._wait_loop(1, timeout) is None:
+                return None
+        finally:
+            self._local.slotting = False
         slot_id, stamp = self._local.slot
         return SharedSlot(self, stamp, slot_id)
 
