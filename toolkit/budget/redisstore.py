@@ -102,7 +102,7 @@ class RedisWindowStorage:
             raise self._error(exc) from None
         return WindowState.loads(raw)
 
-    def keys(self) -> list[str]:
+    def hosts(self) -> list[str]:
         """Every API host with a window on the server."""
         try:
             members = self._redis.smembers(f"{PREFIX}:hosts")

@@ -137,7 +137,7 @@ class SQLiteWindowStorage:
         row = self._query("SELECT state FROM windows WHERE key = ?", (key,))
         return WindowState.loads(row[0][0] if row else None)
 
-    def keys(self) -> list[str]:
+    def hosts(self) -> list[str]:
         """Every API host with a window in the file."""
         return [str(r[0]) for r in self._query("SELECT key FROM windows ORDER BY key", ())]
 

@@ -255,7 +255,7 @@ class WindowStorage(Protocol):
         """The key's state as stored (no change)."""
         ...
 
-    def keys(self) -> list[str]:
+    def hosts(self) -> list[str]:
         """The API hosts that have a window here."""
         ...
 
