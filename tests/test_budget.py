@@ -28,9 +28,7 @@ Factory = Callable[[], WindowStorage]
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def storages(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Iterator[Factory]:
+def storages(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Factory]:
     """Opens a new connection to one shared store per call (one per simulated process)."""
     opened: list[WindowStorage] = []
 

@@ -4,7 +4,7 @@
 cache under ``data_dir``, on the window in ``data_dir`` (or on ``redis``) with ``limit`` per
 ``window`` s and ``reserve``; ``"shared": false`` gives it a private window instead (the
 behaviour before sharing). It prints one JSON line: requests, 429s, the monotonic times of its
-first request and last answer, and whether the pull completed.
+first request, first release request and last answer, and whether the pull completed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def run_pull(config: dict[str, Any]) -> dict[str, Any]:
         "fetched": report.releases_fetched,
         "complete": report.complete,
         "first": min((e.started for e in timeline), default=None),
+        "first_release": min(
+            (e.started for e in timeline if e.path.startswith("/releases/")), default=None
+        ),
         "last": max((e.finished for e in timeline), default=None),
     }
 
