@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from toolkit.bench.model import RowSpec
+from toolkit.bench.rows.budget import shared_budget
 from toolkit.bench.rows.cache import cache_hit, cleanup_cost
 from toolkit.bench.rows.concurrency import backoff_delays, concurrency_limit, task_dispatch
 from toolkit.bench.rows.database import (
@@ -51,6 +52,8 @@ ROWS: list[RowSpec] = [
     RowSpec(14, "memory", "Peak RSS of a pull with details", "MiB", "—", "—", pull_memory),
     RowSpec(15, "index", "Suggested index: genre query (sqlite)", "ms", "automatic index suggestions",
             "found; no scan left; faster", index_suggestion),
+    RowSpec(16, "shared_budget", "N processes (1, 2, 4) on one shared rate budget", "efficiency",
+            "distributed rate limiting", "≥ 0.9 and zero 429s, file and Redis", shared_budget),
 ]  # fmt: skip
 
 
