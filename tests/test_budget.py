@@ -279,3 +279,91 @@ def test_a_client_shares_the_budget_by_default_and_can_opt_out(tmp_path: Path) -
     with DiscogsClient("t", cache_path=":memory:", settings=private) as client:
         assert type(client.limiter) is SlidingWindowLimiter
         assert client.budget_reporter is None
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_status_reads_the_window_and_every_process_from_the_shared_state(
+    tmp_path: Path, clock: FakeClock, key: str
+) -> None:
+    from toolkit.budget.monitor import format_status, read_status
+
+    storage = SQLiteWindowStorage(tmp_path / "rate_budget.sqlite", clock=clock)
+    limiter = SharedWindowLimiter(storage, key, 10, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        slot = limiter.acquire_slot(timeout=0)
+        assert slot is not None
+        slot.complete()
+    pulling = {
+        "pid": 4242, "host": "other-machine", "activity": "pull ann: releases", "done": 50,
+        "total": 150, "activity_since": clock.now - 100, "updated": clock.now, "interval": 1.0,
+        "network_requests": 40, "cache_hits": 10, "memory_hits": 0, "rate_limited": 2,
+        "background": True,
+    }  # fmt: skip
+    storage.publish(key, "other-machine:4242:x", pulling)
+    import socket
+
+    dead = _dead_pid()
+    storage.publish(
+        key, "me:dead:y", {"pid": dead, "host": socket.gethostname(), "updated": clock.now}
+    )
+    status = read_status(storage)
+    (host,) = [h for h in status.hosts if h.key == key]
+    assert (host.used, host.limit, host.pending) == (3, 10, 0)
+    by_pid = {p.pid: p for p in host.processes}
+    pull = by_pid[4242]
+    assert pull.state == "running" and pull.eta_seconds == pytest.approx(200.0)
+    assert pull.cache_hit_rate == pytest.approx(0.2) and pull.rate_limited == 2
+    assert by_pid[dead].state == "gone"
+    clock.advance(30.0)
+    assert {p.pid: p.state for p in read_status(storage).hosts[0].processes}[4242] == (
+        "not responding"
+    )
+    text = format_status(status)
+    assert "3/10 requests" in text and "pid 4242 on other-machine" in text
+    assert "50/150, ETA 3.3 min" in text and "2 x 429, cache hits 20%" in text
+    storage.close()
+
+
+def test_status_command_and_redis_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    redis_url: str, key: str,
+) -> None:  # fmt: skip
+    from toolkit.cli import main
+
+    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(tmp_path))
+    assert main(["status"]) == 0
+    assert "no requests made through it yet" in capsys.readouterr().out
+    storage = RedisWindowStorage(redis_url)
+    limiter = SharedWindowLimiter(storage, key, 60)
+    assert limiter.allow()
+    assert main(["status", "--redis", redis_url]) == 0
+    out = capsys.readouterr().out
+    assert redis_where(redis_url) in out and f"{key}: 1/60 requests" in out
+    storage.close()
+    with pytest.raises(SystemExit) as usage:
+        main(["pull", "--redis", "http://nope"])
+    assert usage.value.code == 2
+
+
+def test_monitor_refreshes_and_charts_requests_per_window(tmp_path: Path, key: str) -> None:
+    from toolkit.budget.monitor import Monitor
+    from toolkit.testing import wait_until
+
+    storage = SQLiteWindowStorage(tmp_path / "rate_budget.sqlite")
+    limiter = SharedWindowLimiter(SQLiteWindowStorage(storage.path), key, 60, 1.0)
+    shown: list[str] = []
+    watcher = Monitor(storage, shown.append, interval=0.01)
+    for _ in range(5):
+        slot = limiter.acquire_slot()
+        assert slot is not None
+        slot.complete()
+    wait_until(lambda: any("5/60" in markup for markup in shown), "the display to update")
+    figure = watcher.chart()
+    assert figure.axes and figure.axes[0].patches  # one bar per window and process
+    watcher.stop()
+    limiter.storage.close()

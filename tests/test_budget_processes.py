@@ -174,3 +174,57 @@ def test_twenty_interactive_calls_during_a_pull_finish_within_30_s_at_60_per_min
         assert _throttled(sim) == 0
     print(f"20 interactive calls: {took:.2f} s, {took / scale:.1f} s at 60/min")
     assert took / scale <= 30.0, f"{took:.2f} s here is {took / scale:.0f} s at 60/min"
+
+
+_WRITER = """
+import sys, requests
+from pathlib import Path
+from urllib3 import HTTPResponse
+from toolkit.discogs.httpcache import HTTPCacheStore
+
+path, name = Path(sys.argv[1]), sys.argv[2]
+store = HTTPCacheStore(path)
+for n in range(150):
+    response = requests.Response()
+    response.status_code = 200
+    response._content = b'{"id": %d, "by": "%s"}' % (n, name.encode())
+    response.url = f"http://127.0.0.1/releases/{n}?{name}"
+    response.request = requests.Request("GET", response.url).prepare()
+    response.raw = HTTPResponse(body=b"", status=200, request_url=response.url)
+    store.save(response, f"{name}-{n}", 3600.0)
+    other = store.read(f"a-{n}")  # read what another process may be writing right now
+    assert other is None or other.content.startswith(b'{"id": %d' % n)
+store.close()
+print("ok")
+"""
+
+
+def test_processes_writing_one_http_cache_file_at_once_lose_nothing(tmp_path: Path) -> None:
+    """Three processes write 150 answers each into one cache file while reading each other's:
+    no "database is locked" reaches anyone (not even as a logged warning), nothing is lost."""
+    import sys
+
+    from toolkit.discogs.httpcache import HTTPCacheStore
+
+    path = tmp_path / "http_cache.sqlite"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b", "c")
+    ]
+    finished = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (out, err) in zip(procs, finished, strict=True):
+        assert proc.returncode == 0 and out.strip() == "ok", err[-2000:]
+        assert "locked" not in err and "could not store" not in err, err[-2000:]
+    store = HTTPCacheStore(path)
+    try:
+        for name in ("a", "b", "c"):
+            for n in range(150):
+                cached = store.read(f"{name}-{n}")
+                assert cached is not None and json.loads(cached.content) == {"id": n, "by": name}
+    finally:
+        store.close()
