@@ -367,3 +367,39 @@ def test_monitor_refreshes_and_charts_requests_per_window(tmp_path: Path, key: s
     assert figure.axes and figure.axes[0].patches  # one bar per window and process
     watcher.stop()
     limiter.storage.close()
+
+
+def test_the_http_cache_can_follow_the_budget_onto_redis(tmp_path: Path, redis_url: str) -> None:
+    """Two machines (two data dirs) on one Redis: the second gets the first's answer from the
+    shared HTTP cache, and the token is nowhere in Redis."""
+    import redis
+
+    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.client import DiscogsClient
+    from toolkit.discogs.simulator import DiscogsSimulator
+
+    token = f"tok{uuid.uuid4().hex}"
+    with DiscogsSimulator(Catalogue(releases=50, seed=3), rate_limit=1000, latency=0.0) as sim:
+        rid = sim.catalogue.release_ids()[0]
+        answers = []
+        for machine in ("one", "two"):
+            settings = Settings(
+                data_dir=tmp_path / machine, redis_url=redis_url, redis_http_cache=True
+            )
+            with DiscogsClient(token, base_url=sim.url, settings=settings) as client:
+                assert client.cache_path is None  # not the data dir's file
+                answers.append(client.get_release(rid))
+                stats = client.stats()
+        assert answers[0] == answers[1]
+        assert (stats.network_requests, stats.cache_hits) == (0, 1)
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        for name in connection.scan_iter("discogs-toolkit:*"):
+            kind = connection.type(name)
+            values = [connection.get(name)] if kind == b"string" else []
+            if kind == b"hash":
+                values = list(connection.hgetall(name).values())
+            assert all(token.encode() not in (v or b"") for v in values)
+    finally:
+        connection.close()
+    assert not (tmp_path / "one" / "http_cache.sqlite").exists()

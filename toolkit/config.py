@@ -58,6 +58,7 @@ ENV_VARIABLES: tuple[str, ...] = (
     "TOOLKIT_REDIS_URL",
     "TOOLKIT_RATE_RESERVE",
     "TOOLKIT_SHARED_BUDGET",
+    "TOOLKIT_REDIS_HTTP_CACHE",
     ENV_FILE_VARIABLE,
 )
 
@@ -169,6 +170,8 @@ class Settings:
     rate_reserve: int = 5
     #: Share one rate budget with every other toolkit process (False: this process alone).
     shared_budget: bool = True
+    #: Keep the HTTP cache on ``redis_url`` too (machines never fetch the same answer twice).
+    redis_http_cache: bool = False
 
     def __repr__(self) -> str:
         token = "set" if self.discogs_token else "unset"
@@ -266,4 +269,6 @@ class Settings:
             kwargs["rate_reserve"] = _number("TOOLKIT_RATE_RESERVE", raw, int, minimum=0)
         if (raw := get("TOOLKIT_SHARED_BUDGET")) is not None:
             kwargs["shared_budget"] = _bool("TOOLKIT_SHARED_BUDGET", raw)
+        if (raw := get("TOOLKIT_REDIS_HTTP_CACHE")) is not None:
+            kwargs["redis_http_cache"] = _bool("TOOLKIT_REDIS_HTTP_CACHE", raw)
         return cls(**kwargs)  # type: ignore[arg-type]

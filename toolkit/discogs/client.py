@@ -202,7 +202,9 @@ class DiscogsClient:
                 path: Path | None = None
             else:
                 path = Path(cache_path) if cache_path is not None else settings.http_cache_path
-            self._store = HTTPCacheStore(path)
+            # On Redis with the rate budget when asked, unless the caller chose a cache itself.
+            on_redis = settings.redis_http_cache and cache_path is None and settings.redis_url
+            self._store = HTTPCacheStore(path, redis_url=settings.redis_url if on_redis else None)
             # Cache keys are partitioned by an HMAC of the token under a salt kept in the cache
             # file: stable across client objects, useless to anyone reading the file without it.
             self._identity = _ANONYMOUS
