@@ -44,7 +44,7 @@ def simulator() -> Iterator[DiscogsSimulator]:
     catalogue = Catalogue(releases=3000, seed=11)
     for name in USERS:
         catalogue.user(name, items=15)
-    catalogue.user("big", items=60)
+    catalogue.user("big", items=30)
     with DiscogsSimulator(
         catalogue,
         rate_limit=60,
@@ -120,14 +120,15 @@ def test_a_process_killed_mid_pull_blocks_nobody_and_its_rerun_completes(
         return any(str(i.get("activity", "")).endswith("releases") for i in infos)
 
     wait_until(victim_pulling_releases, "the victim to pull releases")
-    wait_until(lambda: len(simulator.request_log) > 25, "everyone to be pulling")
+    wait_until(lambda: len(simulator.request_log) > 20, "everyone to be pulling")
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL  # killed mid-pull, not finished already
     results = [_finish(p) for p in others]
     assert all(r["complete"] and r["rate_limited"] == 0 for r in results), results
     rerun = _finish(start(_config(simulator, "big", tmp_path, "data")))
-    assert rerun["complete"] and rerun["items"] == 60
-    assert rerun["fetched"] + rerun["requests"] > 0
+    assert rerun["complete"] and rerun["items"] == 30
+    assert rerun["fetched"] > 0  # what the killed pull had not stored
     assert _throttled(simulator) == 0
     storage.close()
 
@@ -184,7 +185,7 @@ from toolkit.discogs.httpcache import HTTPCacheStore
 
 path, name = Path(sys.argv[1]), sys.argv[2]
 store = HTTPCacheStore(path)
-for n in range(150):
+for n in range(100):
     response = requests.Response()
     response.status_code = 200
     response._content = b'{"id": %d, "by": "%s"}' % (n, name.encode())
@@ -200,7 +201,7 @@ print("ok")
 
 
 def test_processes_writing_one_http_cache_file_at_once_lose_nothing(tmp_path: Path) -> None:
-    """Three processes write 150 answers each into one cache file while reading each other's:
+    """Three processes write 100 answers each into one cache file while reading each other's:
     no "database is locked" reaches anyone (not even as a logged warning), nothing is lost."""
     import sys
 
@@ -223,7 +224,7 @@ def test_processes_writing_one_http_cache_file_at_once_lose_nothing(tmp_path: Pa
     store = HTTPCacheStore(path)
     try:
         for name in ("a", "b", "c"):
-            for n in range(150):
+            for n in range(100):
                 cached = store.read(f"{name}-{n}")
                 assert cached is not None and json.loads(cached.content) == {"id": n, "by": name}
     finally:
