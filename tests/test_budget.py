@@ -403,3 +403,17 @@ def test_the_http_cache_can_follow_the_budget_onto_redis(tmp_path: Path, redis_u
     finally:
         connection.close()
     assert not (tmp_path / "one" / "http_cache.sqlite").exists()
+
+
+def test_toolkit_monitor_opens_the_settings_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import toolkit
+
+    watcher = toolkit.monitor(Settings(data_dir=tmp_path), interval=0.01)
+    try:
+        assert watcher.storage.where == str(tmp_path / "rate_budget.sqlite")
+        assert watcher.refresh().hosts == []
+    finally:
+        watcher.stop()
+    capsys.readouterr()  # outside a notebook IPython's display prints a placeholder
