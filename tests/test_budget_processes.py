@@ -155,8 +155,9 @@ def test_twenty_interactive_calls_during_a_pull_finish_within_30_s_at_60_per_min
             }
         )
         try:
-            # The worst moment: the pull has just filled the window to its ceiling (55 = 60 - 5,
-            # in three paced thirds); a person gets the 5 reserved slots, then what frees.
+            # The worst moment: the pull has just filled the window to its ceiling (55 = 60 - 5:
+            # 40, then 15 two thirds of a window later); a person gets the 5 reserved slots,
+            # then what frees.
             wait_until(lambda: len(sim.request_log) >= 56, "the pull to fill the window")
             settings = Settings(data_dir=tmp_path / "data")
             storage = SQLiteWindowStorage(settings.budget_path)

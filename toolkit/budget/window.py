@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 #: Requests per window a background pull leaves to interactive calls (of Discogs' 60).
 DEFAULT_RESERVE = 5
-#: A paced (background) caller takes at most 1/PACE of its ceiling per 1/PACE of the window.
+#: Within any 1/PACE of a window PACE x reserve of a pull's slots free up for a person.
 PACE = 3
 #: Owner of the entries added because the server said fewer remain than the window held.
 SERVER = "server"
@@ -128,13 +128,17 @@ class Rule:
         """At most ``cap`` background requests per ``span`` seconds (None: unpaced, no reserve).
 
         A pull that took its whole ceiling at once would leave interactive calls nothing but the
-        reserve until a full window passed. A third of it per third of a window means that
-        within any third of a window at least ``ceil(ceiling / 3)`` slots free up for a person:
-        at Discogs' 60/min, 5 at once and 19 more within 20 s.
+        reserve until a full window passed. Holding the last two thirds of a window to
+        ``ceiling - 3 x reserve`` requests means that within any third of a window at least
+        ``3 x reserve`` of the pull's slots expire and go to a waiting person: at Discogs'
+        60/min, 5 at once and 15 more within 20 s. With a large limit (a simulator at 900/min)
+        this is hardly a brake; with a small one, at least half the ceiling is allowed.
         """
         if not self.background or self.reserve <= 0:
             return None
-        return math.ceil(self.ceiling / PACE), self.window / PACE
+        ceiling = self.ceiling
+        cap = max(math.ceil(ceiling / 2), ceiling - PACE * min(self.reserve, self.limit - 1))
+        return cap, self.window * (PACE - 1) / PACE
 
 
 def _expiry(entry: Entry, rule: Rule) -> float:
@@ -304,8 +308,8 @@ class SharedWindowLimiter(SlidingWindowLimiter):
     Every process and machine using the same storage and key (the API host) counts in one moving
     window; slots are dated when their response returns, a pause holds them all, and what the
     server says remains is shared. Inside :meth:`background` (a pull) requests leave ``reserve``
-    slots per window to interactive ones and are paced to a third of the rest per third of
-    a window (:attr:`Rule.paced`).
+    slots per window to interactive ones and are paced (:attr:`Rule.paced`) so more keep
+    freeing for them.
     """
 
     def __init__(
