@@ -416,3 +416,14 @@ def test_toolkit_monitor_opens_the_settings_budget(
     finally:
         watcher.stop()
     capsys.readouterr()  # outside a notebook IPython's display prints a placeholder
+
+
+def test_watch_redraws_the_status(tmp_path: Path) -> None:
+    from toolkit.budget.monitor import watch
+
+    storage = SQLiteWindowStorage(tmp_path / "rate_budget.sqlite")
+    screens: list[str] = []
+    watch(storage, screens.append, interval=0.0, rounds=2)
+    storage.close()
+    assert len(screens) == 2
+    assert all(s.startswith("\x1b[2J\x1b[H") and "shared rate budget" in s for s in screens)
