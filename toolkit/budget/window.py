@@ -441,6 +441,12 @@ class SharedWindowLimiter(SlidingWindowLimiter):
         """Share what the server says remains: every process slows down when it is less."""
         rule = self.rule()
         now = self._clock()
+        # Almost always the window already holds at least what the server counted: a plain read
+        # says so without taking the write lock (other processes only ever add entries).
+        seen = self._storage.read(self._key)
+        prune(seen, now, rule)
+        if rule.limit - len(seen.entries) - max(0, remaining) <= 0:
+            return
         self._storage.update(self._key, lambda s: observe_remaining(s, now, rule, remaining))
 
     def in_window(self) -> int:
