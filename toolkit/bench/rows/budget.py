@@ -158,7 +158,10 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
     )
     row.series = {
         "kind": "grouped",
-        "groups": [f"{n} process{'es' if n > 1 else ''}" for n in counts],
+        "groups": [
+            f"{n} process{'es' if n > 1 else ''}\n(private: {measured['private'][n]['429s']:.0f} × 429)"
+            for n in counts
+        ],
         "bars": {
             "shared: file": [measured["file"][n]["efficiency"] for n in counts],
             "private windows (before)": [measured["private"][n]["efficiency"] for n in counts],
@@ -166,5 +169,6 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
         },
         "ylabel": "combined efficiency (rate bound / elapsed)",
         "target": 0.9,
-        "subtitle": f"worst shared {worst:.2f}, zero 429s: {zero}; private: {private}",
+        "subtitle": f"shared (file, Redis): worst efficiency {worst:.2f}, "
+        f"{sum(m['429s'] for m in shared):.0f} × 429; private windows collide",
     }
