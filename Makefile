@@ -14,19 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The simulator's limit is raised from Discogs' 60/min so the ~1,500-release demo pulls in ~2 min.
+# The simulator's limit is raised from Discogs' 60/min so the ~1,000-item demo pulls in ~1 min.
 DEMO_RATE_LIMIT ?= 900
 DEMO_LATENCY ?= 0.02
 
 # --simulator on both: the demo never talks to a server configured in DISCOGS_API_URL / .env.
-# toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR).
+# toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR) and writes
+# reports/index.html (every chart, captioned, and the notebooks); its last line is that page's path.
 demo: $(STAMP)
 	$(BIN)/discogs-toolkit pull --simulator --username demo \
 		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
 	$(BIN)/python -m toolkit.notebook --output reports --simulator \
 		--simulator-rate-limit $(DEMO_RATE_LIMIT)
-	@echo "try: $(BIN)/discogs-toolkit stats"
-	@echo "open the notebooks live with: $(BIN)/jupyter lab notebooks/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import statistics
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+import toolkit.discogs
 from toolkit.discogs.catalogue import (
     API_ROOT,
     DEMO_ITEMS,
@@ -264,3 +269,115 @@ def test_folders_and_value(cat: Catalogue) -> None:
         float(value[k].lstrip("$").replace(",", "")) for k in ("minimum", "median", "maximum")
     ]
     assert numbers == sorted(numbers) and numbers[0] > 0
+
+
+# ---- the demo collection: the dump's records, unchanged ----------------------------------------
+
+
+def _dump_records() -> dict[int, dict[str, Any]]:
+    """The bundled sample parsed here with xml.etree, independently of the catalogue's parser."""
+    path = Path(toolkit.discogs.__file__).parent / "data" / "discogs_20200806_releases.xml.gz"
+    records: dict[int, dict[str, Any]] = {}
+    with gzip.open(path) as xml:
+        for release in ET.parse(xml).getroot().iter("release"):
+            released = release.findtext("released") or ""
+            records[int(release.attrib["id"])] = {
+                "title": release.findtext("title"),
+                "year": int(released[:4]) if released[:4].isdigit() else 0,
+                "artists": [
+                    (int(a.findtext("id") or 0), a.findtext("name"))
+                    for a in release.findall("artists/artist")
+                ],
+                "labels": [
+                    (int(lab.attrib["id"]), lab.attrib["name"], lab.attrib["catno"])
+                    for lab in release.findall("labels/label")
+                ],
+                "genres": [g.text for g in release.findall("genres/genre")],
+                "styles": [s.text for s in release.findall("styles/style")],
+                "tracklist": [
+                    (
+                        t.findtext("position") or "",
+                        t.findtext("title") or "",
+                        t.findtext("duration") or "",
+                    )
+                    for t in release.findall("tracklist/track")
+                ],
+            }
+    return records
+
+
+def _as_record(release: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": release["title"],
+        "year": release["year"],
+        "artists": [(a["id"], a["name"]) for a in release["artists"]],
+        "labels": [(lab["id"], lab["name"], lab["catno"]) for lab in release["labels"]],
+        "genres": release["genres"],
+        "styles": release["styles"],
+        "tracklist": [(t["position"], t["title"], t["duration"]) for t in release["tracklist"]],
+    }
+
+
+def test_demo_collection_is_the_dump_records_unchanged() -> None:
+    dump = _dump_records()
+    catalogue = Catalogue()  # what `make demo` and the notebooks serve
+    demo = catalogue.user("demo")
+    assert len(demo.items) == DEMO_ITEMS
+    owned = {it["id"] for it in demo.items}
+    wanted = {w["id"] for w in demo.wants}
+    # every real release is owned or wanted, never both, and nothing else is
+    assert owned | wanted == set(dump) and not owned & wanted
+    assert 0 < len(wanted) < 0.05 * len(dump)
+    for rid in sorted(owned):
+        release = catalogue.release(rid)
+        assert release is not None and release["id"] == rid
+        assert _as_record(release) == dump[rid], rid
+    for item in demo.items:
+        info = item["basic_information"]
+        expected = dump[item["id"]]
+        assert info["id"] == item["id"]
+        assert info["title"] == expected["title"] and info["year"] == expected["year"]
+        assert [(a["id"], a["name"]) for a in info["artists"]] == expected["artists"]
+        assert [(x["id"], x["name"], x["catno"]) for x in info["labels"]] == expected["labels"]
+        assert (info["genres"], info["styles"]) == (expected["genres"], expected["styles"])
+
+
+def test_demo_owner_data_is_plausible(cat: Catalogue) -> None:
+    demo = cat.user("demo")
+    items = demo.items
+    ratings = [it["rating"] for it in items]
+    rated = [r for r in ratings if r]
+    assert ratings.count(0) > 0.6 * len(items)  # most items unrated ...
+    assert statistics.mean(rated) > 3.7 and rated.count(5) > rated.count(1) * 5  # ... rated high
+    dates = [dt.datetime.fromisoformat(it["date_added"]) for it in items]
+    assert dates == sorted(dates)  # oldest first, like the API's default order
+    per_year: dict[int, int] = {}
+    for moment in dates:
+        per_year[moment.year] = per_year.get(moment.year, 0) + 1
+    assert len(per_year) >= 12
+    counts = list(per_year.values())
+    assert max(counts) > 4 * min(counts)  # uneven growth, not a steady ~N a year
+    assert statistics.pstdev(counts) > 0.3 * statistics.mean(counts)
+    for item, moment in zip(items, dates, strict=True):
+        assert moment.year >= item["basic_information"]["year"]  # never added before it came out
+    copies: dict[int, int] = {}
+    for item in items:
+        copies[item["id"]] = copies.get(item["id"], 0) + 1
+    assert 5 <= sum(1 for n in copies.values() if n > 1) < 0.05 * len(copies)
+    folder_names = {f["id"]: f["name"] for f in demo.folders}
+    for item in items:
+        if folder_names[item["folder_id"]] == "CDs":
+            assert item["basic_information"]["formats"][0]["name"] in ("CD", "CDr")
+    assert len({it["folder_id"] for it in items}) == len(demo.folders)
+    assert 0.1 < sum(1 for it in items if "notes" in it) / len(items) < 0.4
+    assert [it["instance_id"] for it in items] == sorted({it["instance_id"] for it in items})
+
+
+def test_smaller_catalogue_demo_owns_only_its_real_releases() -> None:
+    small = Catalogue(releases=40)
+    demo = small.user("demo")
+    assert {it["id"] for it in demo.items} | {w["id"] for w in demo.wants} == set(
+        small.release_ids()
+    )
+    bigger = Catalogue(releases=3000)
+    assert all(it["id"] < bigger.first_generated_id for it in bigger.user("demo").items)

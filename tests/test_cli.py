@@ -14,7 +14,7 @@ import pytest
 
 from toolkit.cli import main
 from toolkit.config import ENV_FILE_VARIABLE
-from toolkit.discogs.catalogue import Catalogue
+from toolkit.discogs.catalogue import DEMO_ITEMS, Catalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport
 
@@ -199,7 +199,7 @@ def test_no_configuration_uses_the_builtin_simulator_and_demo_user(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     first = done.stdout.splitlines()[0]
     assert "built-in simulator" in first and "'demo'" in first
-    assert "items                 1500" in done.stdout
+    assert f"items                 {DEMO_ITEMS}" in done.stdout
     assert (tmp_path / "data" / "collection.duckdb").is_file()
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import threading
 import warnings
+from html import escape
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,17 +21,19 @@ from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import RequestEvent
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import DiscogsAuthError, HTTPCacheError
-from toolkit.explore import CHARTS
+from toolkit.explore import CAPTIONS, CHARTS
 from toolkit.notebook import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
+    TIMELINE_CAPTION,
     chart_pull,
     inject_parameters,
     open_source,
     plot_timeline,
     run_notebooks,
+    summarize,
 )
-from toolkit.notebook_runner import kernel_environment
+from toolkit.notebook_runner import kernel_environment, write_index
 from toolkit.notebook_runner import main as runner_main
 from toolkit.pull import LAST_NETWORK_PULL_FILE, LAST_PULL_FILE, PullReport, save_pull
 
@@ -97,7 +102,7 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
     assert not [o for o in outputs if o.output_type == "error"]
     text = json.dumps([o for o in outputs if o.output_type != "display_data"])
     assert f"{server.url} (token set), user 'nb-owner'" in text
-    assert ">60<" in text  # the PullReport table: 60 items pulled
+    assert "items:     60 in nb-owner's collection" in text  # the PullReport's summary
     assert "this pull (nb-owner)" in text  # a cold pull: its own timeline is charted
 
     explored = nbformat.read(written[1], as_version=4)
@@ -162,6 +167,10 @@ def test_make_demo_runner_stays_on_the_simulator_and_says_where(tmp_path: Path) 
     text = json.dumps([o for c in pulled.cells if c.cell_type == "code" for o in c.outputs])
     assert "simulator at http://127.0.0.1:" in text and "127.0.0.1:9 " not in text
     assert (data / "collection.duckdb").is_file() and (data / LAST_NETWORK_PULL_FILE).is_file()
+    index = tmp_path / "reports" / "index.html"
+    assert done.stdout.splitlines()[-1] == str(index)  # make demo's last line: the page to open
+    page = index.read_text(encoding="utf-8")
+    assert f'href="{NOTEBOOKS[0]}"' in page and 'src="pull-timeline.png"' in page
 
 
 def _report(events: tuple[RequestEvent, ...], username: str = "u") -> PullReport:
@@ -299,3 +308,99 @@ def test_runner_main_reports_bad_settings_and_bad_parameters(
     assert runner_main(["--no-html"]) == 1  # before any kernel is started
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "DISCOGS_RATE_LIMIT" in err
+
+
+def test_pull_summary_says_items_requests_time_against_the_bound_429s_and_failures() -> None:
+    events = tuple(RequestEvent(i * 0.1, i * 0.1 + 0.05, f"/releases/{i}", 200) for i in range(3))
+    report = dataclasses.replace(
+        _report(events, "ada"), rate_bound_seconds=0.4, rate_limited=2, failures=1, retries=3
+    )
+    lines = summarize(report).lines()
+    assert len(lines) == 5
+    assert lines[0].startswith("items:     3 in ada's collection")
+    assert lines[1].startswith("requests:  3 over the network") and "3 retried" in lines[1]
+    assert "0.5 s" in lines[2] and "0.4 s at the least" in lines[2] and "(1.25x)" in lines[2]
+    assert lines[3] == "429s:      2"
+    assert lines[4].startswith("failures:  1 (1 releases, 0 pages")
+    assert str(summarize(report)) == "\n".join(lines)
+    assert summarize(_report(())).lines()[4] == "failures:  0 (complete)"
+
+
+def test_index_page_captions_every_chart_and_links_the_notebooks(tmp_path: Path) -> None:
+    for name in ["pull-timeline", *CHARTS, "extra_chart"]:
+        (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    executed = [tmp_path / NOTEBOOKS[0], tmp_path / NOTEBOOKS[1]]
+    for path in executed:
+        path.write_text("{}")
+    executed[0].with_suffix(".html").write_text("<html></html>")
+    page = write_index(tmp_path, executed).read_text(encoding="utf-8")
+    assert f'href="{executed[0].with_suffix(".html").name}"' in page  # HTML when exported
+    assert f'href="{executed[1].name}"' in page  # else the notebook itself
+    for name, caption in [("pull-timeline", TIMELINE_CAPTION), *CAPTIONS.items()]:
+        assert f'src="{name}.png"' in page and escape(caption) in page, name
+    assert "extra chart" in page  # an unknown chart still gets a caption
+    assert page.index("pull-timeline.png") < page.index("genres_by_decade.png")
+    assert "Charts (11)" in page
+    stale = tmp_path / "old_chart.png"
+    stale.write_bytes(b"\x89PNG\r\n\x1a\n")
+    os.utime(stale, (1_000_000.0, 1_000_000.0))
+    page = write_index(tmp_path, executed, since=2_000_000.0).read_text(encoding="utf-8")
+    assert "old_chart.png" not in page and "Charts (11)" in page  # only this run's charts
+
+
+def _tick_labels(axis: Any) -> list[str]:
+    return [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+
+
+def test_additions_chart_labels_whole_years_and_says_what(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from toolkit import explore
+
+    frame = pd.DataFrame({"year": [2007, 2008, 2010, 2012], "added": [3, 40, 12, 7]})
+    frame["total"] = frame["added"].cumsum()
+    fig = explore.plot("additions_over_time", frame, tmp_path)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    years = _tick_labels(ax.xaxis)
+    assert years == [str(y) for y in range(2007, 2013)]  # every year, never 2007.5
+    assert all("." not in label for axis in (ax.yaxis, fig.axes[1].yaxis)
+               for label in _tick_labels(axis))  # fmt: skip
+    assert ax.get_title(loc="left") == "Items added to the collection per year"
+    assert "items" in ax.get_ylabel() and "items" in fig.axes[1].get_ylabel()
+    assert (tmp_path / "additions_over_time.png").read_bytes()[:4] == b"\x89PNG"
+    plt.close(fig)
+
+
+def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from matplotlib.text import Text
+
+    from toolkit import explore
+
+    long_title = "An Extremely Long Release Title That Would Never Fit Beside The Bars " * 2
+    prices = pd.DataFrame(
+        {"release_id": [1, 2], "title": [long_title, "Short"], "year": [1999, None],
+         "lowest_price": [12.5, 3.0], "num_for_sale": [2, 1]}
+    )  # fmt: skip
+    genres = pd.DataFrame(
+        {"decade": [1990, 1990, 2000], "genre": ["Rock", "Folk, World, & Country", "Rock"],
+         "items": [5, 2, 7]}
+    )  # fmt: skip
+    for name, frame in [("lowest_prices", prices), ("genres_by_decade", genres)]:
+        fig = explore.plot(name, frame, tmp_path)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        box = fig.bbox
+        for text in fig.findobj(Text):
+            if not text.get_text():
+                continue
+            extent = text.get_window_extent(renderer)
+            assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, (name, text.get_text())
+        labels = _tick_labels(fig.axes[0].yaxis if name == "lowest_prices" else fig.axes[0].xaxis)
+        assert all(len(label) <= 46 for label in labels), labels
+        plt.close(fig)
+    assert "(1999)" in " ".join(_tick_labels(explore.plot("lowest_prices", prices).axes[0].yaxis))
+    plt.close("all")

@@ -7,6 +7,8 @@ from typing import Any
 from toolkit.config import Settings
 from toolkit.errors import (
     BatchError,
+    BudgetError,
+    CollectionDataError,
     ConfigError,
     DatabaseError,
     DatabaseLockedError,
@@ -16,9 +18,12 @@ from toolkit.errors import (
     DiscogsRateLimitError,
     DiscogsResponseError,
     DiscogsUnavailableError,
+    DumpError,
     HTTPCacheError,
     PullError,
     QueryError,
+    ReadOnlyError,
+    SchemaIncompleteError,
     TaskTimeoutError,
     ToolkitError,
     TransactionError,
@@ -36,6 +41,8 @@ def monitor(settings: Settings | None = None, *, interval: float = 1.0) -> Any:
 
 __all__ = [
     "BatchError",
+    "BudgetError",
+    "CollectionDataError",
     "ConfigError",
     "DatabaseError",
     "DatabaseLockedError",
@@ -45,9 +52,12 @@ __all__ = [
     "DiscogsRateLimitError",
     "DiscogsResponseError",
     "DiscogsUnavailableError",
+    "DumpError",
     "HTTPCacheError",
     "PullError",
     "QueryError",
+    "ReadOnlyError",
+    "SchemaIncompleteError",
     "Settings",
     "TaskTimeoutError",
     "ToolkitError",

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_bench(commands)
     _add_status(commands)
+    _add_catalogue(commands)
     del commands
     return parser
 
@@ -587,3 +588,69 @@ def _run_bench(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {out / 'results.json'}, {out / 'results.csv'} and {len(run.rows)} charts")
     return 0 if all(row.status != "error" for row in run.rows) else 1
+
+
+# -- catalogue ----------------------------------------------------------------------------------
+
+
+def _add_catalogue(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``catalogue load``: stream Discogs monthly dump files into the local catalogue."""
+    parser = _sub_parser(
+        commands,
+        "catalogue",
+        help="load Discogs monthly data dumps into the local catalogue",
+        description="Load Discogs monthly data dump files (discogs_YYYYMMDD_{releases,masters,"
+        "artists,labels}.xml[.gz]) into DATA_DIR/catalogue, queryable as catalogue.* tables.",
+    )
+    actions = parser.add_subparsers(dest="catalogue_action", metavar="ACTION", required=True)
+    load = actions.add_parser("load", help="load dump files (one per kind; streamed)")
+    load.add_argument("paths", nargs="+", metavar="PATH", help="dump files, .xml.gz or .xml")
+    _add_db_option(load)
+    load.add_argument(
+        "--only-collection",
+        action="store_true",
+        help="keep only the releases in the --db collection and their masters, artists, labels",
+    )
+    load.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    load.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    load.set_defaults(handler=_run_catalogue_load)
+
+
+def _run_catalogue_load(args: argparse.Namespace) -> int:
+    from toolkit.catalogue import LoadProgress, collection_refs, load_dumps
+
+    settings = Settings.from_env()
+    only = None
+    if args.only_collection:
+        from toolkit.explore import connect
+
+        with closing(connect(args.db, read_only=True, require_schema=True)) as db:
+            only = collection_refs(db)
+    with ExitStack() as stack:
+        callback = None
+        if args.progress:
+            from tqdm import tqdm
+
+            total = sum(Path(p).stat().st_size for p in args.paths if Path(p).is_file())
+            bars: list[tqdm[None]] = []  # made at the first record: a bad file fails barless
+            done: dict[Path, int] = {}
+
+            def callback(state: LoadProgress) -> None:
+                if not bars:
+                    bars.append(
+                        stack.enter_context(
+                            tqdm(total=total, unit="B", unit_scale=True, desc="catalogue")
+                        )
+                    )
+                bar = bars[0]
+                done[state.path] = state.bytes_read
+                bar.update(sum(done.values()) - bar.n)
+                elapsed = bar.format_dict["elapsed"] or 0.0
+                rate = state.records / elapsed if elapsed >= 1 else 0.0  # steady after 1 s
+                bar.set_postfix_str(
+                    f"{state.kind} {state.records:,} ({rate:,.0f}/s)", refresh=False
+                )
+
+        report = load_dumps(args.paths, settings.data_dir, only=only, progress=callback)
+    print(report.summary())
+    return 0

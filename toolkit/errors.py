@@ -21,7 +21,8 @@
     │   └── DiscogsResponseError    malformed JSON or missing fields
     ├── HTTPCacheError              the HTTP cache file cannot be created or read
     ├── BudgetError                 the shared rate budget (file or Redis) cannot be used
-    └── PullError                   the pull pipeline could not run at all
+    ├── PullError                   the pull pipeline could not run at all
+    └── DumpError                   a Discogs dump file cannot be loaded (not a dump, truncated, …)
 
 Messages never contain the Discogs token.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "DiscogsRateLimitError",
     "DiscogsResponseError",
     "DiscogsUnavailableError",
+    "DumpError",
     "HTTPCacheError",
     "PullError",
     "QueryError",
@@ -175,3 +177,12 @@ class BudgetError(ToolkitError):
 
 class PullError(ToolkitError):
     """The pull pipeline could not run (as opposed to single items failing, which are recorded)."""
+
+
+class DumpError(ToolkitError):
+    """A Discogs data dump cannot be loaded: not a dump, truncated, unreadable or of an unexpected
+    kind. ``path`` names the file (None for a problem with the whole load). The catalogue is unchanged."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "CAPTIONS",
     "CHARTS",
     "CollectionSummary",
     "additions_over_time",
@@ -245,112 +246,249 @@ def lowest_prices(db: Database, n: int = 15) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- charts
 
 
-def _figure(title: str) -> tuple[Figure, Any]:
-    import matplotlib.pyplot as plt
+def _figure(what: str, detail: str = "", height: float = 4.5) -> tuple[Figure, Any]:
+    from toolkit.chart_style import new_figure, title
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.set_title(title)
+    fig, ax = new_figure(9.0, height)
+    title(ax, what, detail)
     return fig, ax
 
 
 def _empty(ax: Any) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
-def _stacked_by_decade(frame: pd.DataFrame, column: str, title: str) -> Figure:
-    fig, ax = _figure(title)
+def _stacked_by_decade(frame: pd.DataFrame, column: str, what: str, detail: str) -> Figure:
+    from toolkit.chart_style import PALETTE, integer_ticks, shorten, styled
+
+    fig, ax = _figure(what, detail)
     if frame.empty:
         _empty(ax)
         return fig
-    table = frame.pivot_table(index="decade", columns=column, values="items", fill_value=0)
-    top = table.sum().sort_values(ascending=False).index[:10]
-    table = table[top]
-    table.index = [f"{int(d)}s" for d in table.index]
-    table.plot.bar(stacked=True, ax=ax, width=0.8)
-    ax.set_xlabel("decade")
-    ax.set_ylabel("items")
-    ax.legend(fontsize="small", ncols=2)
+    table = frame.pivot_table(
+        index="decade", columns=column, values="items", fill_value=0, aggfunc="sum"
+    )
+    order = table.sum().sort_values(ascending=False).index
+    shown = list(order[:9])
+    if len(order) > len(shown):  # the rest as one band, so the bars keep their true height
+        table["other"] = table[list(order[len(shown) :])].sum(axis=1)
+        shown.append("other")
+    table = table[shown]
+    labels = [f"{int(d)}s" for d in table.index]
+    bottom = [0.0] * len(table)
+    with styled():
+        for i, name in enumerate(shown):
+            values = [float(v) for v in table[name]]
+            color = "#BBBBBB" if name == "other" else PALETTE[i % len(PALETTE)]
+            ax.bar(labels, values, bottom=bottom, width=0.75, label=shorten(name, 28), color=color)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        ax.set_xlabel("decade of release")
+        ax.set_ylabel("collection items")
+        integer_ticks(ax.yaxis)
+        ax.grid(axis="y")
+        ax.legend(title=column, loc="upper left", bbox_to_anchor=(1.01, 1.0), reverse=True)
     return fig
 
 
-def _barh(frame: pd.DataFrame, label: str, value: str, title: str, xlabel: str) -> Figure:
-    fig, ax = _figure(title)
-    if frame.empty:
+def _barh(
+    labels: list[str], values: list[float], what: str, xlabel: str, detail: str = ""
+) -> Figure:
+    from toolkit.chart_style import integer_ticks, styled
+
+    fig, ax = _figure(what, detail, height=max(3.0, 0.32 * len(labels) + 1.6))
+    if not labels:
         _empty(ax)
         return fig
-    data = frame.iloc[::-1]
-    ax.barh([str(v)[:40] for v in data[label]], data[value])
-    ax.set_xlabel(xlabel)
+    with styled():
+        ypos = list(range(len(labels)))[::-1]
+        bars = ax.barh(ypos, values, height=0.7)
+        ax.set_yticks(ypos, labels)
+        whole = all(float(v).is_integer() for v in values)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" if whole else f"{v:,.2f}" for v in values],
+                     padding=3, fontsize=8)  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_xlim(0, max(values) * 1.12 if max(values) > 0 else 1)
+        if whole:
+            integer_ticks(ax.xaxis)
+        ax.grid(axis="x")
     return fig
+
+
+def _release_label(row: Any) -> str:
+    import pandas as pd
+
+    from toolkit.chart_style import shorten
+
+    year = 0 if pd.isna(row["year"]) else int(row["year"])
+    return shorten(row["title"], 38) + (f" ({year})" if year else "")
+
+
+def _plot_formats(frame: pd.DataFrame) -> Figure:
+    from toolkit.chart_style import shorten
+
+    return _barh(
+        [shorten(v, 30) for v in frame["format"]] if not frame.empty else [],
+        [float(v) for v in frame["items"]],
+        "Collection items by format",
+        "collection items",
+        "each release counted by its first format (Vinyl, CD ...)",
+    )
+
+
+def _plot_top(frame: pd.DataFrame, column: str, what: str) -> Figure:
+    from toolkit.chart_style import shorten
+
+    return _barh(
+        [shorten(v, 36) for v in frame[column]] if not frame.empty else [],
+        [float(v) for v in frame["items"]],
+        f"The {len(frame)} {what} with the most items in the collection",
+        "collection items",
+    )
 
 
 def _plot_additions(frame: pd.DataFrame) -> Figure:
-    fig, ax = _figure("Items added per year")
+    from toolkit.chart_style import PALETTE, integer_ticks, styled, year_ticks
+
+    fig, ax = _figure(
+        "Items added to the collection per year",
+        "bars: items added that year (left axis); line: collection size at the year's end (right)",
+    )
     if frame.empty:
         _empty(ax)
         return fig
-    ax.bar(frame["year"], frame["added"], label="added")
-    twin = ax.twinx()
-    twin.plot(frame["year"], frame["total"], color="black", marker=".", label="total")
-    ax.set_xlabel("year")
-    ax.set_ylabel("items added")
-    twin.set_ylabel("collection size")
+    years = [int(y) for y in frame["year"]]
+    with styled():
+        bars = ax.bar(years, frame["added"], width=0.75, color=PALETTE[0], label="added that year")
+        twin = ax.twinx()
+        (line,) = twin.plot(years, frame["total"], color=PALETTE[3], marker="o", markersize=3,
+                            label="collection size")  # fmt: skip
+        year_ticks(ax.xaxis, years)
+        ax.tick_params(axis="x", labelrotation=45 if len(years) > 12 else 0)
+        ax.set_xlabel("year added")
+        ax.set_ylabel("items added")
+        twin.set_ylabel("collection size (items)")
+        twin.spines["right"].set_visible(True)
+        twin.set_ylim(0, float(frame["total"].max()) * 1.08)
+        integer_ticks(ax.yaxis)
+        integer_ticks(twin.yaxis)
+        ax.grid(axis="y")
+        ax.legend([bars, line], ["added that year", "collection size"], loc="upper left")
     return fig
 
 
 def _plot_ratings(frame: pd.DataFrame) -> Figure:
-    fig, ax = _figure("Personal ratings (0 = unrated)")
+    from toolkit.chart_style import PALETTE, integer_ticks, styled
+
+    total = int(frame["items"].sum()) if not frame.empty else 0
+    rated = int(frame.loc[frame["rating"] > 0, "items"].sum()) if not frame.empty else 0
+    fig, ax = _figure(
+        "The owner's ratings of the collection items",
+        f"{rated:,} of {total:,} items rated ({rated / total:.0%})" if total else "",
+    )
     if frame.empty:
         _empty(ax)
         return fig
-    ax.bar(frame["rating"].astype(str), frame["items"])
-    ax.set_xlabel("rating")
-    ax.set_ylabel("items")
+    by_rating = {int(r): int(n) for r, n in zip(frame["rating"], frame["items"], strict=True)}
+    names = ["unrated", "1", "2", "3", "4", "5"]
+    counts = [by_rating.get(i, 0) for i in range(6)]
+    with styled():
+        colors = ["#BBBBBB", *[PALETTE[0]] * 5]
+        bars = ax.bar(names, counts, color=colors, width=0.7)
+        ax.bar_label(bars, labels=[f"{c:,}" for c in counts], padding=2, fontsize=8)
+        ax.set_xlabel("rating (stars out of 5)")
+        ax.set_ylabel("collection items")
+        ax.set_ylim(0, max(counts) * 1.12 if max(counts) else 1)
+        integer_ticks(ax.yaxis)
+        ax.grid(axis="y")
     return fig
 
 
 def _plot_have_want(frame: pd.DataFrame) -> Figure:
-    fig, ax = _figure("Community have vs want (most wanted releases)")
+    from toolkit.chart_style import PALETTE, integer_ticks, styled
+
+    fig, ax = _figure(
+        f"The {len(frame)} most wanted releases of the collection",
+        "Discogs users who want each release, and users who have it",
+        height=max(3.0, 0.42 * len(frame) + 1.8),
+    )
     if frame.empty:
         _empty(ax)
         return fig
-    ax.scatter(frame["have"], frame["want"])
-    for _, row in frame.head(8).iterrows():
-        ax.annotate(str(row["title"])[:24], (row["have"], row["want"]), fontsize="x-small")
-    ax.set_xlabel("have")
-    ax.set_ylabel("want")
+    labels = [_release_label(row) for _, row in frame.iterrows()]
+    ypos = list(range(len(labels)))[::-1]
+    with styled():
+        ax.barh([y + 0.2 for y in ypos], frame["want"], height=0.4, color=PALETTE[3],
+                label="want")  # fmt: skip
+        ax.barh([y - 0.2 for y in ypos], frame["have"], height=0.4, color=PALETTE[0],
+                label="have")  # fmt: skip
+        ax.set_yticks(ypos, labels)
+        ax.set_xlabel("Discogs users")
+        integer_ticks(ax.xaxis)
+        ax.grid(axis="x")
+        ax.legend(loc="lower right")
     return fig
+
+
+def _plot_prices(frame: pd.DataFrame) -> Figure:
+    return _barh(
+        [_release_label(row) for _, row in frame.iterrows()],
+        [float(v) for v in frame["lowest_price"]],
+        f"The {len(frame)} dearest releases of the collection",
+        "lowest price on the Discogs marketplace (USD)",
+        "by the price of the cheapest copy for sale",
+    )
 
 
 #: chart name -> (query, plot); :func:`plot` draws one and saves ``<name>.png``.
 CHARTS: dict[str, tuple[Callable[[Database], pd.DataFrame], Callable[[pd.DataFrame], Figure]]] = {
     "genres_by_decade": (
         genres_by_decade,
-        lambda f: _stacked_by_decade(f, "genre", "Genres by decade"),
+        lambda f: _stacked_by_decade(
+            f,
+            "genre",
+            "Collection items by decade of release and genre",
+            "an item with two genres counts in both; unknown years left out",
+        ),
     ),
     "styles_by_decade": (
         styles_by_decade,
-        lambda f: _stacked_by_decade(f, "style", "Top styles by decade"),
+        lambda f: _stacked_by_decade(
+            f,
+            "style",
+            "Collection items by decade of release, for the most common styles",
+            "an item with two styles counts in both; unknown years left out",
+        ),
     ),
-    "formats": (formats, lambda f: _barh(f, "format", "items", "Formats", "items")),
-    "top_labels": (top_labels, lambda f: _barh(f, "label", "items", "Top labels", "items")),
-    "top_artists": (top_artists, lambda f: _barh(f, "artist", "items", "Top artists", "items")),
+    "formats": (formats, _plot_formats),
+    "top_labels": (top_labels, lambda f: _plot_top(f, "label", "labels")),
+    "top_artists": (top_artists, lambda f: _plot_top(f, "artist", "artists")),
     "additions_over_time": (additions_over_time, _plot_additions),
     "ratings": (ratings, _plot_ratings),
     "community_have_want": (community_have_want, _plot_have_want),
-    "lowest_prices": (
-        lowest_prices,
-        lambda f: _barh(f, "title", "lowest_price", "Highest lowest prices", "lowest price"),
-    ),
+    "lowest_prices": (lowest_prices, _plot_prices),
+}
+
+#: chart name -> a one-line caption (the demo's ``index.html`` shows it under the PNG).
+CAPTIONS: dict[str, str] = {
+    "genres_by_decade": "How the collection spreads over the decades its releases came out in, by genre.",
+    "styles_by_decade": "The same by style, for the styles that occur most.",
+    "formats": "What the collection is on: vinyl, CD, cassette, files ...",
+    "top_labels": "The labels the collection holds most releases of.",
+    "top_artists": "The artists the collection holds most releases of (credits left out).",
+    "additions_over_time": "When the items were added: per year, and the collection's size over time.",
+    "ratings": "The owner's star ratings; most items are never rated.",
+    "community_have_want": "The most wanted releases of the collection, against how many users have them.",
+    "lowest_prices": "The releases whose cheapest copy for sale costs most.",
 }
 
 
 def plot(name: str, frame: pd.DataFrame, output_dir: str | Path | None = None) -> Figure:
     """Draw chart ``name`` (a key of :data:`CHARTS`) from ``frame``; save ``<name>.png`` if asked."""
+    from toolkit.chart_style import save
+
     fig = CHARTS[name][1](frame)
-    fig.tight_layout()
     if output_dir is not None:
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out / f"{name}.png", dpi=100)
+        save(fig, Path(output_dir) / f"{name}.png")
     return fig

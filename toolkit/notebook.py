@@ -11,7 +11,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.config import Settings
 from toolkit.dbopen import connect, resolve_database
@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
+    "TIMELINE_CAPTION",
     "PullSource",
+    "PullSummary",
     "chart_pull",
     "inject_parameters",
     "main",
@@ -46,6 +48,7 @@ __all__ = [
     "run_notebook",
     "run_notebooks",
     "run_pull",
+    "summarize",
 ]
 
 
@@ -89,7 +92,8 @@ def open_source(
     """A client for the real API (token or ``DISCOGS_API_URL`` set, or ``api_url`` given) or the simulator.
 
     ``use_simulator=None`` picks the simulator only when nothing points at a real server. On the
-    simulator, ``simulator_items`` creates a user of that size (default: the 1,500-item ``demo``).
+    simulator, ``simulator_items`` creates a user of that size (default: ``demo``, whose ~1,000
+    items are the real releases of the bundled dump sample).
     On a real server with a token, ``username=None`` means the token's owner. The description
     never contains the token.
     """
@@ -216,64 +220,122 @@ def chart_pull(
     return charted
 
 
+#: The one-line caption of ``pull-timeline.png`` (the demo's ``index.html``).
+TIMELINE_CAPTION = (
+    "The pull's requests over time against the most the rate limit lets through; red dots are 429s."
+)
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    """A PullReport in five lines (items, requests, time against the rate bound, 429s, failures).
+
+    Shown as text in a notebook; ``report.to_frame()`` is the full table.
+    """
+
+    report: PullReport
+
+    def lines(self) -> list[str]:
+        """The summary's lines."""
+        r = self.report
+        cached = f", {r.cache_hits:,} answered from the HTTP cache" if r.cache_hits else ""
+        if r.network_requests and r.rate_bound_seconds > 0:
+            pace = (
+                f"{r.elapsed_seconds:.1f} s; the rate limit ({r.rate_limit} per {r.rate_window:g} s) "
+                f"allows it in {r.rate_bound_seconds:.1f} s at the least "
+                f"({r.elapsed_seconds / r.rate_bound_seconds:.2f}x)"
+            )
+        else:
+            pace = f"{r.elapsed_seconds:.1f} s (within one rate-limit window: no wait was needed)"
+        failed = r.failures + r.pages_failed
+        return [
+            f"items:     {r.items:,} in {r.username}'s collection ({r.pages} pages; "
+            f"{r.releases_fetched:,} releases fetched, {r.releases_skipped:,} already stored"
+            + (f", {r.items_removed:,} removed" if r.items_removed else "")
+            + ")",
+            f"requests:  {r.network_requests:,} over the network{cached}, {r.retries} retried",
+            f"time:      {pace}",
+            f"429s:      {r.rate_limited}"
+            + (" (none: the limit was never hit)" if not r.rate_limited else ""),
+            f"failures:  {failed}"
+            + (
+                f" ({r.failures} releases, {r.pages_failed} pages; the next pull retries them)"
+                if failed
+                else " (complete)"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def summarize(report: PullReport) -> PullSummary:
+    """A short readable summary of ``report`` (the full table: ``report.to_frame()``)."""
+    return PullSummary(report)
+
+
 def plot_timeline(report: PullReport, path: str | Path | None = None) -> Figure:
     """Cumulative network requests over time against the most the rate limit allows.
 
     The staircase is ``limit * (1 + floor(t / window))``: a moving window lets ``limit`` requests go at
     once and ``limit`` more each window after. 429 answers are marked in red. Saved as PNG to ``path``.
     """
-    import matplotlib.pyplot as plt
+    from toolkit.chart_style import PALETTE, integer_ticks, new_figure, save, styled, title
 
     frame = report.timeline_frame().sort_values("finished")
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    if len(frame):
-        finished = frame["finished"].to_numpy()
-        ax.step(finished, range(1, len(frame) + 1), where="post", label="requests made")
-        end = max(float(finished[-1]), report.rate_window * 0.05)
-        steps = int(end // report.rate_window) + 1
-        xs: list[float] = []
-        ys: list[float] = []
-        for k in range(steps):
-            xs.extend([k * report.rate_window, min((k + 1) * report.rate_window, end)])
-            ys.extend([report.rate_limit * (k + 1)] * 2)
-        ax.set_xlim(0, end * 1.02)
-        ax.plot(
-            xs,
-            ys,
-            "--",
-            color="grey",
-            label=f"rate limit ({report.rate_limit}/{report.rate_window:g} s)",
-        )
-        ax.set_ylim(0, max(len(frame), 1) * 1.15)
-        throttled = frame[frame["status"] == 429]
-        if len(throttled):
-            rank = frame.reset_index(drop=True)
-            idx = rank.index[rank["status"] == 429].to_numpy() + 1
-            ax.scatter(
-                rank.loc[rank["status"] == 429, "finished"], idx, color="red", s=12, label="429"
-            )
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no network requests (everything came from the database or cache)",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-    ax.set_xlabel("seconds since the pull started")
-    ax.set_ylabel("network requests")
-    ax.set_title(
-        f"{report.network_requests} requests in {report.elapsed_seconds:.1f} s "
-        f"(rate bound {report.rate_bound_seconds:.0f} s)"
+    fig, ax = new_figure(9.0, 4.5)
+    title(
+        ax,
+        f"Pulling {report.username}'s collection: requests against the rate limit",
+        f"{report.network_requests:,} requests in {report.elapsed_seconds:.1f} s; the limit "
+        f"allows them in {report.rate_bound_seconds:.1f} s at the least; "
+        f"{report.rate_limited} answered 429",
     )
-    if ax.get_legend_handles_labels()[0]:  # nothing to label when no request was made
-        ax.legend(loc="upper left")
-    fig.tight_layout()
+    with styled():
+        if len(frame):
+            finished = frame["finished"].to_numpy()
+            ax.step(finished, range(1, len(frame) + 1), where="post", color=PALETTE[0],
+                    label="requests answered")  # fmt: skip
+            end = max(float(finished[-1]), report.rate_window * 0.05)
+            steps = int(end // report.rate_window) + 1
+            xs: list[float] = []
+            ys: list[float] = []
+            for k in range(steps):
+                xs.extend([k * report.rate_window, min((k + 1) * report.rate_window, end)])
+                ys.extend([report.rate_limit * (k + 1)] * 2)
+            ax.set_xlim(0, end * 1.02)
+            top = max(len(frame), 1) * 1.15
+            if min(ys) <= top:  # a limit far above the requests made would flatten the curve
+                ax.plot(xs, ys, "--", color="#777777",
+                        label=f"most the limit allows ({report.rate_limit} per "
+                        f"{report.rate_window:g} s)")  # fmt: skip
+            ax.set_ylim(0, top)
+            throttled = frame[frame["status"] == 429]
+            if len(throttled):
+                rank = frame.reset_index(drop=True)
+                idx = rank.index[rank["status"] == 429].to_numpy() + 1
+                ax.scatter(rank.loc[rank["status"] == 429, "finished"], idx, color="red", s=12,
+                           label="answered 429", zorder=3)  # fmt: skip
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                "no network requests (everything came from the database or cache)",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+        ax.set_xlabel("seconds since the pull started")
+        ax.set_ylabel("requests answered (cumulative)")
+        integer_ticks(ax.yaxis)
+        ax.grid(True)
+        if ax.get_legend_handles_labels()[0]:  # nothing to label when no request was made
+            ax.legend(loc="upper left")
     if path is not None:
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
+        save(fig, path)
     return fig
 
 

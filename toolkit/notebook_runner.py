@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "main",
     "run_notebook",
     "run_notebooks",
+    "write_index",
 ]
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -155,6 +157,67 @@ def run_notebooks(
     return written
 
 
+def _captions() -> dict[str, str]:
+    from toolkit.explore import CAPTIONS
+    from toolkit.notebook import TIMELINE_CAPTION
+
+    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS}
+
+
+def write_index(
+    output_dir: str | Path, notebooks: Sequence[Path] = (), *, since: float | None = None
+) -> Path:
+    """Write ``index.html`` in ``output_dir``: every PNG there with a one-line caption, and links.
+
+    ``notebooks`` are the executed notebooks (linked as HTML when exported, else as .ipynb).
+    ``since`` (a ``time.time()``) leaves out PNGs older than that: charts of an earlier run.
+    Charts are shown in the order the notebooks draw them; unknown PNGs come last, by name.
+    """
+    from html import escape
+
+    out = Path(output_dir)
+    captions = _captions()
+    order = {name: i for i, name in enumerate(captions)}
+    fresh = [p for p in out.glob("*.png") if since is None or p.stat().st_mtime >= since]
+    pngs = sorted(fresh, key=lambda p: (order.get(p.stem, len(order)), p.name))
+    links = []
+    for path in notebooks:
+        target = path.with_suffix(".html") if path.with_suffix(".html").is_file() else path
+        links.append(f'<li><a href="{escape(target.name)}">{escape(path.stem)}</a></li>')
+    figures = []
+    for png in pngs:
+        caption = captions.get(png.stem, png.stem.replace("_", " "))
+        figures.append(
+            f'<figure id="{escape(png.stem)}"><img src="{escape(png.name)}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)} <code>{escape(png.name)}</code></figcaption></figure>"
+        )
+    page = "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8"><title>discogs-toolkit demo</title>',
+            "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;"
+            "padding:0 1em;color:#222}img{max-width:100%;border:1px solid #ddd}"
+            "figure{margin:2em 0}figcaption{margin-top:.4em}code{color:#666}</style>",
+            "</head><body>",
+            "<h1>discogs-toolkit demo</h1>",
+            "<p>On the built-in simulator (<code>make demo</code>) the collection's releases are "
+            "real Discogs records (the 2020-08-06 data dump sample); the owner's dates, folders, "
+            "ratings and notes, and the community and price figures, are simulated.</p>",
+            "<h2>Executed notebooks</h2>",
+            "<ul>",
+            *links,
+            "</ul>",
+            f"<h2>Charts ({len(figures)})</h2>",
+            *figures,
+            "</body></html>",
+            "",
+        ]
+    )
+    target = out / "index.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
 def _parameter(text: str) -> tuple[str, Any]:
     """``NAME=JSON`` (a value that is not JSON is taken as a string) for ``--param``."""
     name, sep, raw = text.partition("=")
@@ -201,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters["simulator_rate_limit"] = args.simulator_rate_limit
     parameters.update(args.param)
     names = tuple(args.notebook) if args.notebook else NOTEBOOKS
+    started = time.time() - 1.0  # file times may be coarser than time.time()
     written = run_notebooks(
         args.output, parameters, notebooks=names, html=args.html, settings=settings
     )
@@ -213,4 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"data dir:  {settings.data_dir}  (HTTP cache, saved pull reports)")
     print(f"notebooks: {out}/*.ipynb" + (" and *.html" if args.html else ""))
     print(f"charts:    {out}/*.png")
+    bin_dir = Path(sys.executable).parent
+    print(f"try:       {bin_dir / 'discogs-toolkit'} stats")
+    print(f"live:      {bin_dir / 'jupyter'} lab {NOTEBOOK_DIR}")
+    index = write_index(out, written, since=started)
+    print("every chart with a caption, and the notebooks:")
+    print(index)  # the last line: the page to open
     return 0

@@ -11,14 +11,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from toolkit.bench.model import RowResult
+from toolkit.chart_style import DPI, PALETTE, integer_ticks, shorten, styled
 
 __all__ = ["chart_name", "draw_row", "png_bytes", "write_charts"]
 
-OURS = "#1f77b4"
+OURS = PALETTE[0]
 BASE = "#9e9e9e"
-PEER = "#ff7f0e"
-CLAIM = "#d62728"
-TARGET = "#2ca02c"
+PEER = PALETTE[1]
+CLAIM = PALETTE[3]
+TARGET = PALETTE[2]
 
 
 def chart_name(row: RowResult) -> str:
@@ -43,10 +44,40 @@ def _label(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _plain_log(axis: Any) -> None:
+    """Log-scale ticks as plain numbers (0.1, 1, 1,000), 2s and 5s labelled within two decades."""
+    from matplotlib.ticker import FuncFormatter
+
+    low, high = sorted(axis.get_view_interval())
+    narrow = low > 0 and high / low < 100
+
+    def minor(value: float, _pos: int) -> str:
+        lead = f"{value:.0e}"[0]
+        return _label(value) if narrow and lead in "25" else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: _label(value)))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _wrap(label: object, width: int = 16) -> str:
+    """A tick label on at most three lines of ``width`` characters (ellipsis beyond)."""
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(str(label).split()), width) or [""]
+    if len(lines) > 3:
+        lines = [*lines[:2], shorten(" ".join(lines[2:]), width)]
+    return "\n".join(lines)
+
+
 def _title(ax: Axes, row: RowResult, subtitle: str = "") -> None:
     verdict = row.verdict.upper()
     head = f"{row.number}. {row.name} — {verdict}"
-    ax.set_title(head + (f"\n{subtitle}" if subtitle else ""), fontsize=10, loc="left")
+    ax.set_title(head, fontsize=11, fontweight="bold", loc="left", pad=20 if subtitle else 8)
+    if subtitle:
+        ax.annotate(
+            subtitle, xy=(0.0, 1.0), xycoords="axes fraction", xytext=(0, 5),
+            textcoords="offset points", fontsize=8.5, color="#444444", va="bottom", ha="left",
+        )  # fmt: skip
 
 
 def _reference_lines(ax: Axes, series: dict[str, Any], *, vertical: bool) -> None:
@@ -78,7 +109,7 @@ def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     err = [[max(m - lo, 0.0) for m, lo in zip(medians, low, strict=True)],
            [max(hi - m, 0.0) for m, hi in zip(medians, high, strict=True)]]  # fmt: skip
     ax.barh(ypos, medians, xerr=err, color=colors, capsize=3, height=0.6)
-    ax.set_yticks(ypos, labels, fontsize=9)
+    ax.set_yticks(ypos, [shorten(label, 44) for label in labels], fontsize=9)
     unit = str(series.get("unit", row.unit))
     ax.set_xlabel(f"{unit} (median, whiskers p5–p95)")
     claim = series.get("claim")
@@ -91,11 +122,15 @@ def _bars(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         extents.append(float(series["target"]))
     if series.get("log", _needs_log(extents)):
         ax.set_xscale("log")
+        _plain_log(ax.xaxis)
     for y, m, hi in zip(ypos, medians, high, strict=True):
         ax.annotate(f"  {_label(m)}", (max(m, hi), y), va="center", fontsize=8)
     _reference_lines(ax, series, vertical=True)
+    low_edge, high_edge = ax.get_xlim()
+    top = max(e for e in extents if e == e) if extents else high_edge  # room for the numbers
+    ax.set_xlim(low_edge, max(high_edge, top * (2.2 if ax.get_xscale() == "log" else 1.15)))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _title(ax, row, str(series.get("subtitle", "")))
 
 
@@ -110,33 +145,38 @@ def _scaling(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
                 label=str(series.get("baseline_label", row.baseline_name or "baseline")))  # fmt: skip
     _reference_lines(ax, series, vertical=False)
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{n:,.0f}" for n in sizes])  # the sizes measured, not powers of 10
+    ax.set_xticks([], minor=True)
     values = [*series["ours"], *series.get("baseline", [])]
     for ref in ("claim", "target"):
         if isinstance(series.get(ref), int | float):
             values.append(float(series[ref]))
     if _needs_log(values):
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
     ax.set_xlabel(str(series.get("xlabel", "N")))
     ax.set_ylabel(str(series.get("ylabel", row.unit)))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _title(ax, row, str(series.get("subtitle", "")))
 
 
 def _trace(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     traces: list[dict[str, Any]] = list(series["traces"])
     axes = fig.subplots(len(traces), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, trace in zip(axes, traces, strict=True):
+    for i, (ax, trace) in enumerate(zip(axes, traces, strict=True)):
         limit = int(trace["limit"])
         times = [t * 1e3 for t in trace["times"]]
         ax.step(times, trace["counts"], where="post", color=OURS, linewidth=1, label="in flight")
         ax.axhline(limit, color=TARGET, linestyle="--", linewidth=1.2, label=f"limit {limit}")
         ax.axhspan(limit + 0.0001, limit + 1, color=CLAIM, alpha=0.12, label="spec's ±1")
         ax.set_ylim(0, limit + 2)
-        ax.set_ylabel("in flight", fontsize=8)
+        ax.set_ylabel("tasks in flight", fontsize=8)
+        integer_ticks(ax.yaxis)
         ax.text(0.995, 0.92, f"peak {trace['peak']}", transform=ax.transAxes, ha="right",
                 va="top", fontsize=8)  # fmt: skip
-        ax.legend(fontsize=7, loc="lower right")
+        if i == 0:  # one legend, beside the traces rather than over them
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1].set_xlabel("time since start (ms)")
     _title(axes[0], row, str(series.get("subtitle", "")))
 
@@ -151,12 +191,15 @@ def _grouped(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         xs = [g + (i - (len(bars) - 1) / 2) * width for g in range(len(groups))]
         ax.bar(xs, values, width=width, label=name, color=palette[i % len(palette)])
         for x, v in zip(xs, values, strict=True):
-            ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), groups, fontsize=9)
+            ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), [shorten(g, 24) for g in groups], fontsize=9)
+    if sum(len(g) for g in groups) > 70:  # would run into each other side by side
+        ax.tick_params(axis="x", labelrotation=20)
     ax.set_ylabel(str(series.get("ylabel", row.unit)))
     flat = [v for values in bars.values() for v in values]
     if series.get("log", _needs_log(flat)):
         ax.set_yscale("log")
+        _plain_log(ax.yaxis)
     _reference_lines(ax, series, vertical=False)
     ax.legend(fontsize=8)
     _title(ax, row, str(series.get("subtitle", "")))
@@ -172,7 +215,7 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
         ours = set(panel.get("ours", series.get("ours", [0])))
         colors = [OURS if i in ours else BASE for i in range(len(labels))]
         ax.bar(range(len(labels)), values, color=colors)
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xticks(range(len(labels)), [_wrap(lab) for lab in labels], fontsize=8)
         ax.set_title(str(panel["title"]), fontsize=9)
         for x, v in enumerate(values):
             ax.annotate(_label(v), (x, v), ha="center", va="bottom", fontsize=8)
@@ -183,16 +226,19 @@ def _panels(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
             ax.set_yscale("log")
             bottom = min(v for v in values if v > 0) if any(v > 0 for v in values) else 1e-3
             ax.set_ylim(bottom / 3, top * 3)
+            _plain_log(ax.yaxis)
         else:
             ax.set_ylim(0, top * 1.2)
+            if all(float(v).is_integer() for v in values):  # counts: no 0.2 of a request
+                integer_ticks(ax.yaxis)
         if isinstance(target, int | float):
             ax.axhline(float(target), color=TARGET, linestyle="--", linewidth=1.5,
                        label="our target")  # fmt: skip
             ax.legend(fontsize=7, loc="upper right")
     subtitle = str(series.get("subtitle", ""))
     fig.suptitle(f"{row.number}. {row.name} — {row.verdict.upper()}"
-                 + (f"\n{subtitle}" if subtitle else ""), fontsize=10, x=0.01,
-                 ha="left")  # fmt: skip
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11, x=0.01,
+                 ha="left", fontweight="bold")  # fmt: skip
 
 
 def _cumulative(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
@@ -209,7 +255,8 @@ def _cumulative(fig: Figure, row: RowResult, series: dict[str, Any]) -> None:
     ax.set_xlim(0, end * 1.02)
     ax.set_ylim(0, len(finishes) * 1.08 + 1)
     ax.set_xlabel("seconds since the first request")
-    ax.set_ylabel("requests")
+    ax.set_ylabel("requests completed (cumulative)")
+    integer_ticks(ax.yaxis)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     _title(ax, row, str(series.get("subtitle", "")))
@@ -244,13 +291,13 @@ def draw_row(row: RowResult) -> Figure:
     elif kind == "bars":
         height = max(2.6, 0.55 * len(row.series.get("labels", [])) + 1.6)
     # A bare Figure (no pyplot): no global state, no backend switch, safe in notebooks.
-    fig = Figure(figsize=(8.0, height), dpi=110)
-    draw = _DRAW.get(str(kind)) if kind else None
-    if draw is None:
-        _placeholder(fig, row)
-    else:
-        draw(fig, row, row.series)
-    fig.tight_layout()
+    with styled():
+        fig = Figure(figsize=(8.0, height), dpi=DPI, layout="constrained")
+        draw = _DRAW.get(str(kind)) if kind else None
+        if draw is None:
+            _placeholder(fig, row)
+        else:
+            draw(fig, row, row.series)
     return fig
 
 
@@ -261,7 +308,7 @@ def write_charts(rows: Sequence[RowResult], out_dir: Path) -> list[Path]:
     paths: list[Path] = []
     for row in rows:
         path = charts / chart_name(row)
-        draw_row(row).savefig(path)
+        draw_row(row).savefig(path, dpi=DPI)
         row.chart = f"charts/{path.name}"
         paths.append(path)
     return paths

@@ -1,5 +1,8 @@
 """A deterministic Discogs catalogue for the simulator: 1,000 real releases from the CC0 dump, extended from a seed.
 
+The ``demo`` user owns the real releases themselves (:mod:`toolkit.discogs.demo_collection`); other
+users, and catalogues larger than the sample, draw on releases recombined from real ones.
+
 Release and collection dicts carry ``https://api.discogs.com`` URLs, exactly like the real API; pass
 ``base_url=`` (or let :class:`~toolkit.discogs.simulator.DiscogsSimulator` do it) to point them elsewhere.
 """
@@ -18,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from toolkit.discogs.demo_collection import demo_items, split_wantlist
+
 __all__ = [
     "API_ROOT",
     "DEFAULT_FOLDERS",
@@ -34,7 +39,9 @@ API_ROOT = "https://api.discogs.com"
 #: The largest catalogue the simulator generates.
 MAX_RELEASES = 100_000
 DEMO_USER = "demo"
-DEMO_ITEMS = 1500
+#: Items of the ``demo`` user of a seed-0 catalogue holding the whole sample: 970 real releases (the
+#: other 30 are its wantlist) and 21 second or third copies.
+DEMO_ITEMS = 991
 #: Folder names of a simulated user besides "All" (folder 0); the first one gets id 1.
 DEFAULT_FOLDERS: tuple[str, ...] = ("Uncategorized", "LPs", "7s", "CDs")
 
@@ -54,7 +61,8 @@ _JSON = dict[str, Any]
 
 
 def _text(el: ET.Element | None) -> str:
-    return (el.text or "").strip() if el is not None else ""
+    # Not stripped: the dump has no indentation, so any whitespace is Discogs' own data.
+    return (el.text or "") if el is not None else ""
 
 
 def _artists(parent: ET.Element | None) -> list[_JSON]:
@@ -237,7 +245,9 @@ class SimUser:
     """A simulated Discogs user: a collection (``items``), folders and a wantlist, all deterministic.
 
     ``items`` are collection-page entries in the API shape (``id``, ``instance_id``, ``folder_id``,
-    ``rating``, ``date_added``, ``basic_information``, sometimes ``notes``), oldest first.
+    ``rating``, ``date_added``, ``basic_information``, sometimes ``notes``), oldest first. With
+    ``releases`` the user owns exactly those (see :func:`~toolkit.discogs.demo_collection.demo_items`)
+    and ``items`` is ignored; otherwise ``items`` are drawn from the whole catalogue.
     """
 
     def __init__(
@@ -247,6 +257,7 @@ class SimUser:
         *,
         items: int,
         folders: Sequence[str] = DEFAULT_FOLDERS,
+        releases: Sequence[int] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.name = name
@@ -263,11 +274,14 @@ class SimUser:
         self._span = dt.timedelta(days=365 * 16)
         self.items: list[_JSON] = []
         self._lock = threading.RLock()
+        if releases is not None:
+            owned, wanted = split_wantlist(releases, self._rng)
+            self._own(owned)
+            self.wants: list[_JSON] = [self._want(rid) for rid in wanted]
+            return
         self._add(items, spread=self._span)
         wants_n = max(3, min(300, items // 10))
-        self.wants: list[_JSON] = [
-            self._want(rid) for rid in self.catalogue._sample_ids(self._rng, wants_n)
-        ]
+        self.wants = [self._want(rid) for rid in self.catalogue._sample_ids(self._rng, wants_n)]
 
     def __repr__(self) -> str:
         return f"SimUser({self.name!r}, items={len(self.items)})"
@@ -281,6 +295,31 @@ class SimUser:
             "basic_information": self.catalogue.basic_information(release_id),
             "notes": "",
         }
+
+    def _own(self, release_ids: Sequence[int]) -> None:
+        """Own exactly these releases, with simulated dates, folders, ratings, notes and copies."""
+        rng = self._rng
+        folder_ids = {f["name"]: f["id"] for f in self.folders}
+        bodies = []
+        for rid in release_ids:
+            full = self.catalogue._full(rid, deleted_too=True)
+            if full is None:
+                raise KeyError(rid)
+            bodies.append(full)
+        for owned in demo_items(bodies, list(folder_ids), rng):
+            self._next_instance += rng.randrange(1, 5000)
+            item: _JSON = {
+                "id": owned.release_id,
+                "instance_id": self._next_instance,
+                "folder_id": folder_ids[owned.folder],
+                "rating": owned.rating,
+                "date_added": _iso(owned.date_added),
+                "basic_information": self.catalogue.basic_information(owned.release_id),
+            }
+            if owned.notes:
+                item["notes"] = [{"field_id": f, "value": v} for f, v in owned.notes]
+            self.items.append(item)
+            self._clock = max(self._clock, owned.date_added)
 
     def _add(self, n: int, *, spread: dt.timedelta) -> list[_JSON]:
         rng = self._rng
@@ -392,7 +431,8 @@ class Catalogue:
 
     Generated releases recombine real ones (genres with their styles, artists, labels, formats,
     tracklists, years) with ``random.Random`` keyed by ``seed`` and id, lazily on demand, so a
-    100,000-release catalogue costs nothing until asked. The ``demo`` user exists from the start.
+    100,000-release catalogue costs nothing until asked. The ``demo`` user exists from the start and
+    owns the catalogue's real releases only.
     Thread-safe for the simulator's concurrent reads.
     """
 
@@ -412,7 +452,7 @@ class Catalogue:
         self._basic: dict[int, _JSON] = {}
         self._lock = threading.RLock()
         self._users: dict[str, SimUser] = {}
-        self.user(DEMO_USER, items=DEMO_ITEMS)
+        self.user(DEMO_USER, releases=self._real_ids)
 
     def __repr__(self) -> str:
         return f"Catalogue(releases={self.size}, seed={self.seed})"
@@ -605,7 +645,8 @@ class Catalogue:
         rid = int(base["id"])
         rng = random.Random(f"discogs-sim/{self.seed}/release/{rid}")
         have = int(rng.lognormvariate(4.0, 1.4))
-        want = int(have * rng.uniform(0.1, 2.5))
+        # mostly fewer wants than haves (median ~0.6), a rare record wanted twice over
+        want = int(have * (0.05 + 2.0 * (rng.uniform(0.1, 2.5) / 2.5) ** 2))
         votes = min(have, int(have * rng.uniform(0.02, 0.2)))
         for_sale = 0 if rng.random() < 0.3 else int(rng.lognormvariate(1.5, 1.2)) + 1
         price = round(rng.lognormvariate(1.8, 0.9), 2) if for_sale else None
@@ -696,17 +737,23 @@ class Catalogue:
         return dict(self._users)
 
     def user(
-        self, name: str, items: int = 100, folders: Sequence[str] = DEFAULT_FOLDERS
+        self,
+        name: str,
+        items: int = 100,
+        folders: Sequence[str] = DEFAULT_FOLDERS,
+        *,
+        releases: Sequence[int] | None = None,
     ) -> SimUser:
         """The user ``name``, created with ``items`` collection items if new (else returned as is).
 
+        ``releases`` makes a new user own exactly those release ids instead (as ``demo`` does).
         Names are matched case-insensitively, like Discogs usernames.
         """
         with self._lock:
             existing = self.find_user(name)
             if existing is not None:
                 return existing
-            created = SimUser(self, name, items=items, folders=folders)
+            created = SimUser(self, name, items=items, folders=folders, releases=releases)
             self._users[name] = created
             return created
 
