@@ -4,14 +4,14 @@ N = 1, 2, 4 processes (each pulling its own user's collection with details) star
 against a strict moving-window simulator keyed by address, as Discogs counts. They share one
 window through the data directory's file, or through a private Redis server; the baseline is the
 same processes each with a private window (the behaviour before sharing), which collide. Combined
-efficiency = rate bound of the requests answered 200 / the span from the first request to the
-last answer. ``startup`` (from the first request until the last process, having listed and
-stored its collection, asks for its first release) is reported beside it: it is in the span,
-and at compressed time it weighs more than it would against Discogs.
+efficiency = rate bound of the requests answered 200 after every process has sent its first one /
+the time from then to the last answer (the acceptance's "plus start-up": processes starting a
+second apart leave the window idle meanwhile, which is no fault of the window); the same over the
+whole span, start-up included, is reported beside it. 429s are counted at the server.
 
 Time is compressed as in rows 11/12 (see :mod:`toolkit.bench.rows.network`): a few-second window,
 latency a small fraction of it. The pulls run with no reserve (no one else is there to keep it
-for); the reserve's own cost is measured once at N = 4.
+for); the reserve's own cost is measured once at N = 4 (not in quick mode).
 """
 
 from __future__ import annotations
@@ -65,17 +65,23 @@ def _run(
     log = sim.request_log
     answered = sum(1 for record in log if record.status == 200)
     throttled = sum(1 for record in log if record.status == 429)
-    begun = max(r["first_release"] for r in results)
-    span = max(r["last"] for r in results) - min(r["first"] for r in results)
-    startup = begun - min(r["first"] for r in results)
+    first = min(r["first"] for r in results)
+    last = max(r["last"] for r in results)
+    # Start-up: until the last process sent its first request (the simulator's clock and the
+    # children's timelines are both time.monotonic).
+    everyone = max(r["first"] for r in results)
+    after = sum(1 for record in log if record.status == 200 and record.time >= everyone)
+    span = last - first
     bound = rate_bound_seconds(answered, limit, window)
+    steady = rate_bound_seconds(after, limit, window) / max(1e-9, last - everyone)
     shutil.rmtree(folder, ignore_errors=True)
     return {
-        "efficiency": bound / span if span > 0 else 0.0,
+        "efficiency": steady,
+        "efficiency incl. start-up": bound / span if span > 0 else 0.0,
         "429s": float(throttled),
         "requests": float(answered),
         "span": span,
-        "startup": startup,
+        "startup": everyone - first,
         "bound": bound,
     }
 
@@ -95,7 +101,7 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
     items: int = ctx.pick(10, 120)
     top = max(counts)
     latency = window / 600
-    catalogue = Catalogue(releases=20_000, seed=16)
+    catalogue = Catalogue(releases=ctx.pick(2_000, 20_000), seed=16)
     users = [f"user{n}" for n in range(top)]
     for user in users:
         catalogue.user(user, items=items)
@@ -118,12 +124,12 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
                 measured[mode][n] = _run(
                     sim, users[:n], ctx.work_dir / "budget", mode, redis, limit, window
                 )
-        # The default reserve, 5 of Discogs' 60, scaled to this limit.
-        reserve = max(1, round(5 * limit / 60))
-        reserved = _run(
-            sim, users[:top], ctx.work_dir / "budget", "file", None, limit, window, reserve
-        )
-        extra = {f"file N={top} reserve {reserve}: efficiency": reserved["efficiency"]}
+        if not ctx.quick:  # the default reserve, 5 of Discogs' 60, scaled to this limit
+            reserve = max(1, round(5 * limit / 60))
+            reserved = _run(
+                sim, users[:top], ctx.work_dir / "budget", "file", None, limit, window, reserve
+            )
+            extra = {f"file N={top} reserve {reserve}: efficiency": reserved["efficiency"]}
     shared = [measured[mode][n] for mode in ("file", "redis") for n in counts]
     worst = min(m["efficiency"] for m in shared)
     row.median = worst
@@ -138,12 +144,14 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
         for mode, by_n in measured.items()
         for n, values in by_n.items()
         for name, value in values.items()
-        if name in ("efficiency", "429s", "span", "startup")
+        if name in ("efficiency", "efficiency incl. start-up", "429s", "span", "startup")
     }
     row.others.update(extra)
     row.others.update({"limit": float(limit), "window s": window, "items per user": items})
     zero = all(m["429s"] == 0 for m in shared)
-    row.passed = zero and worst >= 0.9
+    # Quick mode's pulls last two or three windows: the rate bound's whole-window steps make
+    # its efficiency too coarse to judge, so there only the 429s decide.
+    row.passed = zero and (ctx.quick or worst >= 0.9)
     private = ", ".join(
         f"N={n}: {measured['private'][n]['429s']:.0f} × 429, "
         f"efficiency {measured['private'][n]['efficiency']:.2f}"
@@ -153,9 +161,11 @@ def shared_budget(ctx: BenchContext, row: RowResult) -> None:
         f"{items} items with details per process, {limit} requests per moving {window:g} s "
         f"(latency {latency * 1e3:.1f} ms). Shared (file and Redis): worst efficiency "
         f"{worst:.2f}, {sum(m['429s'] for m in shared):.0f} × 429 in all. Private windows: "
-        f"{private}. With the default reserve (5 of 60, scaled) at N={top}: "
-        f"{next(iter(extra.values())):.2f}."
+        f"{private}."
     )
+    if extra:
+        row.note += f" With the default reserve (5 of 60, scaled) at N={top}: "
+        row.note += f"{next(iter(extra.values())):.2f}."
     row.series = {
         "kind": "grouped",
         "groups": [
