@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,23 @@ from typing import Any
 import pytest
 
 import toolkit.pull
-from toolkit.collection import TABLES
+from toolkit.collection import TABLES, CollectionDataError
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
 from toolkit.discogs.catalogue import Catalogue
 from toolkit.discogs.client import DiscogsClient
-from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
-from toolkit.pull import PullReport, pull_collection, rate_bound_seconds
+from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan, RequestRecord
+from toolkit.errors import DatabaseError, DatabaseLockedError
+from toolkit.pull import (
+    PullReport,
+    load_saved_pull,
+    pull_collection,
+    rate_bound_seconds,
+    save_pull,
+)
 from toolkit.ratelimit import SlidingWindowLimiter
+from toolkit.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMPS = {"fetched_at", "last_attempt"}
@@ -95,10 +103,13 @@ def pull(username: str, db: Path | Database, client: DiscogsClient, **kwargs: An
     return pull_collection(username, db, client=client, **kwargs)
 
 
+def release_ids(records: Iterable[RequestRecord]) -> list[int]:
+    """The release ids of the ``/releases/{id}`` requests among ``records``, in log order."""
+    return [int(r.path.rsplit("/", 1)[1]) for r in records if r.path.startswith("/releases/")]
+
+
 def releases_requested(server: DiscogsSimulator) -> list[int]:
-    return [
-        int(r.path.rsplit("/", 1)[1]) for r in server.request_log if r.path.startswith("/releases/")
-    ]
+    return release_ids(server.request_log)
 
 
 def answered_releases(server: DiscogsSimulator) -> set[int]:
@@ -320,22 +331,50 @@ def test_page_failures_are_counted_per_page_and_the_batch_keeps_the_rest(
     assert len(user.items) == 125 and ids == expected
 
 
-def test_retries_come_from_the_settings_or_the_argument(
+def test_retries_come_from_the_settings_or_the_argument_never_the_environment(
     catalogue: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = catalogue.user("retry", items=6)
     distinct = len({item["id"] for item in user.items})
     plan = FaultPlan(error_rate=1.0, statuses=(500,), kinds=frozenset({"release"}))
-    monkeypatch.setenv("CONCURRENCY_RETRIES", "0")
+    # The library never reads the environment: only the settings passed in count.
+    monkeypatch.setenv("CONCURRENCY_RETRIES", "5")
+    settings = Settings(concurrency_retries=0, data_dir=tmp_path)
     with simulator(catalogue, faults=plan) as server:
         with client_for(server, tmp_path / "a.sqlite", max_retries=0) as client:
-            report = pull("retry", tmp_path / "a.duckdb", client, concurrency=2)
+            report = pull("retry", tmp_path / "a.duckdb", client, concurrency=2, settings=settings)
         assert report.failures == distinct
-        assert len(releases_requested(server)) == distinct  # CONCURRENCY_RETRIES=0: one attempt
+        assert len(releases_requested(server)) == distinct  # concurrency_retries=0: one attempt
         server.reset_counters()
         with client_for(server, tmp_path / "b.sqlite", max_retries=0) as client:
             report = pull("retry", tmp_path / "b.duckdb", client, concurrency=2, retries=1)
         assert len(releases_requested(server)) == 2 * distinct
+        server.reset_counters()
+        with client_for(server, tmp_path / "c.sqlite", max_retries=0) as client:
+            report = pull("retry", tmp_path / "c.duckdb", client, concurrency=2)
+        # No settings: Settings()'s two retries, not the environment's five.
+        assert len(releases_requested(server)) == 3 * distinct == 3 * report.failures
+
+
+def test_concurrency_timeout_bounds_each_attempt(catalogue: Catalogue, tmp_path: Path) -> None:
+    """An answer slower than the attempt timeout fails the attempt; the last one is recorded."""
+    user = catalogue.user("slow", items=4)
+    distinct = {item["id"] for item in user.items}
+    # Attempts get concurrency_timeout plus the client's rate window (its most wait for a slot):
+    # 0.1 + 0.05 s, far below the server's 1 s, so no attempt can ever finish in time.
+    settings = Settings(concurrency_timeout=0.1, concurrency_retries=0, data_dir=tmp_path)
+    path = tmp_path / "c.duckdb"
+    with (
+        simulator(catalogue, latency=1.0) as server,
+        client_for(server, tmp_path / "a.sqlite", window=0.05) as client,
+    ):
+        report = pull("slow", path, client, concurrency=len(distinct), settings=settings)
+    assert report.items == 4 and report.releases_fetched == 0
+    assert report.failures == len(distinct) and report.permanent_failures == 0
+    with Database.connect(path, read_only=True) as db:
+        rows = db.fetchall("SELECT release_id, error, permanent FROM pull_failures")
+    assert {r[0] for r in rows} == distinct
+    assert all(r[1].startswith("TaskTimeoutError") and "0.15 s" in r[1] and not r[2] for r in rows)
 
 
 def test_404_is_recorded_as_permanent_and_not_retried(tmp_path: Path) -> None:
@@ -458,6 +497,234 @@ def test_transient_failures_are_recorded_then_retried_next_pull(
         assert db.scalar("SELECT count(*) FROM pull_failures") == 0
 
 
+def test_malformed_items_are_reported_and_nothing_stored_is_lost(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("bent", items=60)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        assert pull("bent", path, client).complete
+    before = snapshot(path)
+    # Two items go bad on the server (pages 1 and 3 of 25), and two others leave the collection.
+    first, third = user.items[3], user.items[55]
+    first["rating"] = "--5"
+    third["basic_information"] = {**third["basic_information"], "artists": "x"}
+    user.remove_items([user.items[10]["instance_id"], user.items[30]["instance_id"]])
+    with client_for(sim, tmp_path / "b.sqlite") as client:
+        report = pull("bent", path, client)
+    with client_for(sim, tmp_path / "c.sqlite") as client:
+        where = {
+            item["instance_id"]: f"page {page} items[{index}]"
+            for page in (1, 2, 3)
+            for index, item in enumerate(
+                client.get_collection_page("bent", 0, page, 25)["releases"]
+            )
+        }
+    lines = sorted(report.malformed_items)
+    assert len(lines) == 2 and not report.complete
+    bad_rating, bad_artists = sorted(lines, key=lambda line: "rating" not in line)
+    assert bad_rating.startswith(f"{where[first['instance_id']]}.rating ")
+    assert f"instance {first['instance_id']}" in bad_rating and "'--5'" in bad_rating
+    assert bad_artists.startswith(f"{where[third['instance_id']]}.basic_information.artists")
+    assert report.pages_failed == 0 and report.items == 56
+    assert report.as_dict()["items_malformed"] == 2
+    # An incomplete load removes nothing, and the bad items keep what was stored for them.
+    assert report.items_removed == 0
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+    save_pull(report, tmp_path / "saved")
+    loaded = load_saved_pull(tmp_path / "saved")
+    assert (
+        loaded == report and loaded is not None and loaded.malformed_items == report.malformed_items
+    )
+
+
+def test_cli_pull_names_each_malformed_item_on_stderr(catalogue: Catalogue, tmp_path: Path) -> None:
+    user = catalogue.user("clibent", items=30)
+    bad = user.items[2]
+    bad["rating"] = "--5"
+    with simulator(catalogue) as server:
+        done = subprocess.run(
+            [*_pull_cmd(tmp_path / "c.duckdb", "clibent"), "--no-details"],
+            env=_cli_env(server, tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "malformed" in line]
+    assert len(lines) == 1 and ".rating (instance " in lines[0] and "'--5'" in lines[0]
+    assert f"instance {bad['instance_id']}," in lines[0]
+    assert "items_malformed" in done.stdout
+
+
+class HookedClient(DiscogsClient):
+    """A real client that runs ``hook(kind, number)`` after its n-th answer of a kind arrives.
+
+    Lets a test change the database at an exact point of a pull (after page 2 arrived, after the
+    5th release arrived) without racing the pull's threads.
+    """
+
+    def __init__(self, *args: Any, hook: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook = hook
+        self.counts = {"page": 0, "release": 0}
+        self.counts_lock = threading.Lock()
+
+    def _count(self, kind: str) -> None:
+        with self.counts_lock:
+            self.counts[kind] += 1
+            number = self.counts[kind]
+        self.hook(kind, number)
+
+    def get_collection_page(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data = super().get_collection_page(*args, **kwargs)
+        self._count("page")
+        return data
+
+    def get_release(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data = super().get_release(*args, **kwargs)
+        self._count("release")
+        return data
+
+
+def hooked_client(server: DiscogsSimulator, cache: Path, hook: Any) -> HookedClient:
+    return HookedClient(
+        "",
+        base_url=server.url,
+        settings=Settings(data_dir=cache.parent),
+        cache_path=cache,
+        limiter=SlidingWindowLimiter(FAST, 60.0),
+        hook=hook,
+    )
+
+
+@pytest.mark.parametrize("when", [("page", 2), ("release", 5)])
+def test_a_table_gone_mid_pull_stops_it_with_a_database_error(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path, when: tuple[str, int]
+) -> None:
+    """Schema damage mid-pull (a table renamed away) is a DatabaseError, not a failed page."""
+    user = catalogue.user(f"damaged-{when[0]}", items=75)
+    path = tmp_path / "c.duckdb"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        pull(user.name, path, client, details=False)
+    before = snapshot(path)
+    user.add_items(40)
+    db = Database.connect(path)
+
+    def damage(kind: str, number: int) -> None:
+        if (kind, number) == when:
+            db.execute("ALTER TABLE release_genres RENAME TO release_genres_away")
+
+    try:
+        with (
+            hooked_client(sim, tmp_path / "b.sqlite", damage) as client,
+            pytest.raises(DatabaseError, match="release_genres") as raised,
+        ):
+            pull(user.name, db, client, concurrency=2, per_page=25)
+        assert not isinstance(raised.value, CollectionDataError)
+        db.execute("ALTER TABLE release_genres_away RENAME TO release_genres")
+    finally:
+        db.close()
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+
+
+def _lock_holder(path: Path) -> subprocess.Popen[str]:
+    """Another process holding sqlite's write lock on ``path`` until its stdin closes."""
+    code = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_file_locked_by_another_process_mid_pull_stops_it(
+    catalogue: Catalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    user = catalogue.user("lockedout", items=60)
+    path = tmp_path / "c.sqlite"
+    with client_for(sim, tmp_path / "a.sqlite") as client:
+        pull("lockedout", path, client, details=False)
+    before = snapshot(path)
+    user.add_items(20)
+    holders: list[subprocess.Popen[str]] = []
+
+    def lock(kind: str, number: int) -> None:
+        if (kind, number) == ("release", 3):
+            holders.append(_lock_holder(path))
+
+    db = Database.connect(path, timeout=0.2)  # sqlite waits this long for the lock, then fails
+    try:
+        with (
+            hooked_client(sim, tmp_path / "b.sqlite", lock) as client,
+            pytest.raises(DatabaseLockedError),
+        ):
+            pull("lockedout", db, client, concurrency=2)
+    finally:
+        db.close()
+        for holder in holders:
+            holder.communicate("", timeout=30)
+    assert len(holders) == 1
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+
+
+@pytest.mark.slow
+def test_cli_pull_stops_with_one_line_and_exit_1_when_the_database_is_locked(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """Another process takes the sqlite file's write lock mid-pull (after the first answers)."""
+    user = catalogue.user("clilock", items=60)
+    path = tmp_path / "c.sqlite"
+    with simulator(catalogue, latency=0.1) as server:
+        env = _cli_env(server, tmp_path / "data")
+        done = subprocess.run(
+            [*_pull_cmd(path, "clilock"), "--no-details"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        before = snapshot(path)
+        user.add_items(60)  # 60 more releases to fetch: ~20 rounds of 100 ms with 3 in flight
+        server.reset_counters()
+        proc = subprocess.Popen(
+            _pull_cmd(path, "clilock"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: len(answered_releases(server)) >= 3, "the first answers")
+        holder = _lock_holder(path)
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            holder.communicate("", timeout=30)
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("discogs-toolkit: error: "), err
+    assert "locked" in lines[0]
+    after = snapshot(path)
+    for table, rows in before.items():
+        assert set(rows) <= set(after[table]), table
+
+
 @pytest.mark.slow
 def test_pull_under_faults_lands_everything_exactly_once(
     catalogue: Catalogue, tmp_path: Path
@@ -495,13 +762,6 @@ def default_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
 
 
 @pytest.mark.usefixtures("default_sigint")
@@ -543,10 +803,10 @@ def test_interrupt_writes_every_answer_that_arrived(
 
         def interrupt_while_blocked() -> None:
             try:
-                _wait_for(lambda: server.stats().by_kind.get("release", 0) > 0, "a /releases call")
+                wait_until(lambda: server.stats().by_kind.get("release", 0) > 0, "a /releases call")
                 with db.transaction():
-                    _wait_for(lambda: answered_releases(server) == distinct, "every answer")
-                    _wait_for(every_answer_received, "the pull to receive every answer")
+                    wait_until(lambda: answered_releases(server) == distinct, "every answer")
+                    wait_until(every_answer_received, "the pull to receive every answer")
                     signal.pthread_kill(main, signal.SIGINT)
             except BaseException as exc:  # reported by the test thread
                 problems.append(exc)
@@ -617,7 +877,9 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
     user = catalogue.user("killme", items=90)
     distinct = len({item["id"] for item in user.items})
     pages = math.ceil(90 / 20)
-    with simulator(catalogue, latency=0.01) as server:
+    # 50 ms answers: after the signal's trigger point ~15 more rounds remain (0.7 s or more), so a
+    # loaded machine that is slow to deliver the signal still interrupts the pull before its end.
+    with simulator(catalogue, latency=0.05) as server:
         reference = tmp_path / "ref.duckdb"
         done = subprocess.run(
             _pull_cmd(reference, "killme"),
@@ -650,11 +912,9 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
             assert proc.wait(timeout=30) == -signal.SIGKILL
             assert proc.stderr is not None
             proc.stderr.close()
-            before_kill = set(releases_requested(server))
-            answered = answered_releases(server)
-            assert len(before_kill) < distinct  # really interrupted before the end
-
-            server.reset_counters()
+            # The server logs a request when it answers, so a request of the killed pull may be
+            # logged after this; the arrival times tell the two pulls apart.
+            mark = time.monotonic()
             resumed = subprocess.run(
                 _pull_cmd(db, "killme"),
                 env=_cli_env(server, data),
@@ -663,12 +923,18 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
                 timeout=120,
             )
             assert resumed.returncode == 0, resumed.stderr
-            again = releases_requested(server)
+            log = server.request_log
+            killed = [r for r in log if r.time < mark]
+            before_kill = set(release_ids(killed))
+            answered = set(release_ids(r for r in killed if r.status == 200))
+            assert len(before_kill) < distinct  # really interrupted before the end
+            again = release_ids(r for r in log if r.time >= mark)
             assert len(again) == len(set(again))
             # The resumed pull lists every page again (the listing always comes from the server)
             # but asks for no release it stored or cached: only an answer still on its way at the
             # kill (at most one per worker) may be requested again.
-            assert server.stats().by_kind.get("collection", 0) == pages, (kind, threshold)
+            listed = [r for r in log if r.time >= mark and r.kind == "collection"]
+            assert len(listed) == pages, (kind, threshold)
             assert len(answered & set(again)) <= IN_FLIGHT, (kind, threshold)
             assert len(before_kill & set(again)) <= IN_FLIGHT, (kind, threshold)
             assert before_kill | set(again) == {item["id"] for item in user.items}
@@ -679,7 +945,9 @@ def test_pull_killed_with_sigkill_resumes_to_identical_tables(
 @pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: Catalogue, tmp_path: Path) -> None:
     user = catalogue.user("ctrlc", items=80)
-    with simulator(catalogue, latency=0.01) as server:
+    # 50 ms answers: after the signal's trigger point ~15 more rounds remain (0.7 s or more), so a
+    # loaded machine that is slow to deliver the signal still interrupts the pull before its end.
+    with simulator(catalogue, latency=0.05) as server:
         reference = tmp_path / "ref.duckdb"
         with client_for(server, tmp_path / "ref.sqlite") as client:
             pull("ctrlc", reference, client)

@@ -26,22 +26,13 @@ from toolkit.discogs.simulator import (
     MSG_USER_AGENT,
     Fault,
 )
+from toolkit.testing import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discogs-api"
 BROTHER = FIXTURES / "brotherlogic-godiscogs"
 JOALLA = FIXTURES / "joalla-discogs_client"
 UA = {"User-Agent": "discogs-toolkit-tests/1.0"}
 AUTH = {**UA, "Authorization": "Discogs token=tok"}
-
-
-class FakeClock:
-    """A clock the test moves by hand, so window tests never depend on timing."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SleepRecorder:

@@ -311,7 +311,7 @@ def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.discogs.client import DiscogsClient
     from toolkit.explore import resolve_database
-    from toolkit.pull import pull_collection, save_pull
+    from toolkit.pull import PULL_CLIENT_MEMORY_ENTRIES, pull_collection, save_pull
 
     settings = _with_redis(Settings.from_env(), args)
     db_path = resolve_database(args.db, settings=settings)
@@ -333,7 +333,12 @@ def _run_pull(args: argparse.Namespace) -> int:
                 f"{simulator.url}.",
                 flush=True,
             )
-            client = DiscogsClient("", base_url=simulator.url, settings=settings)
+            client = DiscogsClient(
+                "",
+                base_url=simulator.url,
+                settings=settings,
+                memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES,
+            )
         else:
             if not args.username:
                 print(
@@ -342,7 +347,9 @@ def _run_pull(args: argparse.Namespace) -> int:
                 )
                 return 2
             username = args.username
-            client = DiscogsClient.from_settings(settings)
+            client = DiscogsClient.from_settings(
+                settings, memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES
+            )
         stack.enter_context(client)
         report = pull_collection(
             username,
@@ -353,9 +360,12 @@ def _run_pull(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             progress=args.progress,
             per_page=min(args.per_page, 100),
+            settings=settings,
         )
     print(report.as_table())
     print(f"database: {db_path}")
+    for line in report.malformed_items:
+        print(f"discogs-toolkit: malformed item not loaded: {line}", file=sys.stderr)
     # The saved reports are a convenience for notebook 01; the pull itself succeeded regardless.
     with suppress(OSError):
         save_pull(report, settings.data_dir)

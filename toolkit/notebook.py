@@ -188,6 +188,7 @@ def run_pull(
             concurrency=settings.concurrency_max_tasks if concurrency is None else concurrency,
             retries=settings.concurrency_retries,
             progress=progress,
+            settings=settings,
         )
     with suppress(OSError):  # the saved copy is a convenience; the pull itself succeeded
         save_pull(report, settings.data_dir)

@@ -14,20 +14,24 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import CancelledError, Future, as_completed
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from toolkit.batch import BatchProcessor
 from toolkit.budget import background, track
 from toolkit.collection import (
     CollectionDataError,
+    check_schema,
     clear_failures,
     create_schema,
     failure_ids,
@@ -42,13 +46,14 @@ from toolkit.config import Settings
 from toolkit.db import Database
 from toolkit.errors import (
     BatchError,
+    DatabaseError,
+    DiscogsError,
     DiscogsNotFoundError,
     DiscogsRateLimitError,
     DiscogsResponseError,
     DiscogsUnavailableError,
     PullError,
     TaskTimeoutError,
-    ToolkitError,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +62,10 @@ if TYPE_CHECKING:
     from toolkit.discogs.client import DiscogsClient, RequestEvent
 
 __all__ = [
+    "DUCKDB_PULL_SETTINGS",
     "LAST_NETWORK_PULL_FILE",
     "LAST_PULL_FILE",
+    "PULL_CLIENT_MEMORY_ENTRIES",
     "PullReport",
     "load_saved_pull",
     "pull_collection",
@@ -126,12 +133,14 @@ class PullReport:
     rate_limit: int
     rate_window: float
     limiter_wait_seconds: float = 0.0
+    #: One line per collection item the loader refused (where it was and what was wrong with it).
+    malformed_items: tuple[str, ...] = ()
     timeline: tuple[RequestEvent, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def complete(self) -> bool:
-        """True when every page was listed (so removed items were synced) and nothing failed."""
-        return self.pages_failed == 0 and self.failures == 0
+        """True when every page was listed and loaded (so removed items were synced) and nothing failed."""
+        return self.pages_failed == 0 and self.failures == 0 and not self.malformed_items
 
     @property
     def release_requests(self) -> int:
@@ -139,8 +148,10 @@ class PullReport:
         return sum(1 for event in self.timeline if event.path.startswith("/releases/"))
 
     def as_dict(self) -> dict[str, Any]:
-        """Every field except the timeline, for JSON or a table."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
+        """Every field except the timeline, for JSON or a table; ``malformed_items`` as a count."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _DETAILED}
+        data["items_malformed"] = len(self.malformed_items)
+        return data
 
     def to_frame(self) -> pd.DataFrame:
         """A two-column (metric, value) DataFrame for notebook display."""
@@ -160,6 +171,8 @@ class PullReport:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         data = self.as_dict()
+        del data["items_malformed"]
+        data["malformed_items"] = list(self.malformed_items)
         data["timeline"] = [
             [e.started, e.finished, e.path, e.status, e.from_cache] for e in self.timeline
         ]
@@ -175,8 +188,10 @@ class PullReport:
 
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         events = tuple(RequestEvent(*row) for row in data.pop("timeline", []))
+        malformed = tuple(str(line) for line in data.pop("malformed_items", []))
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names}, timeline=events)
+        values = {k: v for k, v in data.items() if k in names}
+        return cls(**values, malformed_items=malformed, timeline=events)
 
     def timeline_frame(self) -> pd.DataFrame:
         """The request timeline: one row per request with start/finish seconds from the first one."""
@@ -193,6 +208,10 @@ class PullReport:
             ],
             columns=columns,
         )
+
+
+#: Fields left out of :meth:`PullReport.as_dict` (saved with the report all the same).
+_DETAILED = frozenset({"timeline", "malformed_items"})
 
 
 def _fmt(value: object) -> str:
@@ -215,8 +234,8 @@ def save_pull(report: PullReport, data_dir: str | Path) -> list[Path]:
 def load_saved_pull(
     data_dir: str | Path | None = None, name: str = LAST_PULL_FILE
 ) -> PullReport | None:
-    """A report saved by :func:`save_pull` (default data dir: ``Settings``), or None if absent/unreadable."""
-    folder = Settings.from_env().data_dir if data_dir is None else Path(data_dir)
+    """A report saved by :func:`save_pull` (default data dir: ``Settings()``'s), or None if absent/unreadable."""
+    folder = Settings().data_dir if data_dir is None else Path(data_dir)
     path = folder / name
     if not path.is_file():
         return None
@@ -242,34 +261,65 @@ def _stats_dict(client: DiscogsClient) -> dict[str, float]:
     return {f.name: float(getattr(stats, f.name)) for f in fields(stats)}
 
 
-class _Writer:
-    """Serialises writes to the database: one transaction per call, never interleaved.
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
-    A batch the loader rejects (:class:`CollectionDataError`: a malformed answer) is written again
-    one record at a time, so one bad record never costs the others.
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"[:500]
+
+
+@contextmanager
+def _arrow_released() -> Iterator[None]:
+    """Hand the memory Arrow's pool kept from a write back to the OS (a pull makes thousands of
+    small Arrow tables; the pool would otherwise hold on to their peak). Costs microseconds."""
+    try:
+        yield
+    finally:
+        pa.default_memory_pool().release_unused()
+
+
+class _Writer:
+    """Serialises the pull's writes: one transaction per call, never interleaved.
+
+    Only :class:`CollectionDataError` (malformed Discogs JSON) is handled here: the batch is written
+    again one record at a time, so one bad record never costs the others. Any other database error
+    (disk full, file locked, a table gone) propagates and stops the pull.
     """
 
-    def __init__(self, db: Database, username: str) -> None:
+    def __init__(self, db: Database, username: str, failed_before: set[int]) -> None:
         self.db = db
         self.username = username
+        #: Releases with a ``pull_failures`` row at the start: a success clears only those (no
+        #: other release can have one, and a statement less per write is a few ms less).
+        self.failed_before = failed_before
         self.lock = threading.Lock()
 
-    def items(self, items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Write collection items; returns those written (all of them unless some are malformed)."""
-        with self.lock:
+    def items(
+        self, page: int, items: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Mapping[str, Any]], list[str]]:
+        """Write one page's items; returns those written and a line per malformed one."""
+        with self.lock, _arrow_released():
             try:
-                load_collection(self.db, list(items), [], username=self.username)
-                return list(items)
+                load_collection(self.db, items, [], username=self.username)
+                return list(items), []
             except CollectionDataError:
                 pass
-            written = []
-            for item in items:
+            written: list[Mapping[str, Any]] = []
+            malformed: list[str] = []
+            for index, item in enumerate(items):
                 try:
                     load_collection(self.db, [item], [], username=self.username)
-                except CollectionDataError:
-                    continue
-                written.append(item)
-            return written
+                except CollectionDataError as exc:
+                    # The loader names the place as items[0] (one item at a time): say which one.
+                    where = f"page {page} items[{index}]"
+                    malformed.append(str(exc).replace("items[0]", where, 1)[:500])
+                else:
+                    written.append(item)
+            return written, malformed
 
     def releases(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> tuple[int, int]:
         """Write ``(release_id, body)`` pairs; returns (written, malformed).
@@ -279,7 +329,7 @@ class _Writer:
         """
         if not batch:
             return 0, 0
-        with self.lock:
+        with self.lock, _arrow_released():
             try:
                 self._write_releases(batch)
                 return len(batch), 0
@@ -301,22 +351,227 @@ class _Writer:
             load_collection(
                 self.db, [], [body for _, body in batch], fetched_at=_now(), username=self.username
             )
-            clear_failures(self.db, [rid for rid, _ in batch])
+            clear_failures(self.db, [rid for rid, _ in batch if rid in self.failed_before])
 
     def failure(self, release_id: int, error: str, permanent: bool) -> None:
         with self.lock:
             record_failure(self.db, release_id, error, permanent)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+def _release_id(item: Any) -> int | None:
+    """The release id of a raw collection item, or None when it has no usable one."""
+    if not isinstance(item, Mapping):
+        return None
+    basic = item.get("basic_information")
+    value = item.get("id", basic.get("id") if isinstance(basic, Mapping) else None)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)  # ASCII digits only: "²".isdigit() is true, int("²") fails
+    if type(value) is int and 0 < value < 2**63:
+        return value
+    return None
 
 
-def _describe(error: BaseException | None) -> str:
-    if error is None:
-        return "unknown error"
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}"[:500]
+def _rating(item: Mapping[str, Any]) -> int:
+    try:
+        return int(item.get("rating") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0  # a malformed rating: the loader reports the item, the release just goes last
+
+
+class _Listing:
+    """The pages of one listing as they settle (arrived or failed), from any thread.
+
+    Keeps each release's best rating (its priority). The thread that settles the last page calls
+    ``on_complete`` before that page's items are written, so release requests start at once.
+    """
+
+    def __init__(self, pages: int, on_complete: Callable[[dict[int, int]], None] | None) -> None:
+        self.lock = threading.Lock()
+        self.remaining = pages
+        self.priority: dict[int, int] = {}
+        self.on_complete = on_complete
+
+    def settle(self, items: Sequence[Mapping[str, Any]] | None) -> None:
+        """Record a page's raw items (None: the page failed)."""
+        with self.lock:
+            for item in items or ():
+                rid = _release_id(item)
+                if rid is not None:
+                    self.priority[rid] = max(self.priority.get(rid, 0), _rating(item))
+            self.remaining -= 1
+            last = self.remaining == 0
+        if last and self.on_complete is not None:
+            self.on_complete(self.priority)
+
+
+#: Most releases requested but not yet written: bounds the bodies held in memory when writing
+#: falls behind the network (~20 KiB each), yet lets every request of a usual pull start at once.
+MAX_UNWRITTEN = 500
+
+#: In-memory cache size of a client made for one pull (by :func:`pull_collection` or the CLI): a
+#: pull asks for each release once, so parsed answers kept in memory are only dead weight (the
+#: client's default of 2,000 is ~40 MiB of release bodies); the HTTP cache file keeps them all.
+PULL_CLIENT_MEMORY_ENTRIES = 100
+
+
+class _Details:
+    """Release details: requests fed to a ConcurrencyManager by priority, answers written as they come.
+
+    ``start`` may run on any thread (the one that settled the listing); ``collect`` and ``salvage``
+    run on the pull's thread, which alone writes releases. An answer is written in a batch of
+    ``batch_size``, except that once every answer still to come is on its way (the last round of
+    requests), what has gathered is written while they travel: after the last answer arrives
+    only the last round is left to write.
+    """
+
+    def __init__(
+        self,
+        client: DiscogsClient,
+        writer: _Writer,
+        manager: ConcurrencyManager,
+        known: set[int],
+        retrying: set[int],
+        batch_size: int,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.manager = manager
+        self.known = known
+        self.retrying = retrying
+        self.batch_size = batch_size
+        self.lock = threading.Lock()
+        #: Wakes the pull's thread in completion order; ``outstanding`` is what salvage trusts.
+        self.answers: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.outstanding: dict[int, Future[TaskResult[Mapping[str, Any]]]] = {}
+        self.pending: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = []
+        self.wanted: list[int] = []
+        self.priority: Mapping[int, int] = {}
+        self.fed = self.settled = 0
+        self.last_round_written = False
+        self.skipped = self.fetched = self.failed = self.permanent = 0
+
+    def start(self, priority: Mapping[int, int]) -> None:
+        """Queue the releases not stored yet, best rated first (up to :data:`MAX_UNWRITTEN`)."""
+        wanted = sorted(
+            (r for r in priority if r not in self.known), key=lambda r: (-priority[r], r)
+        )
+        with self.lock:
+            self.priority = priority
+            self.wanted = wanted
+            self.skipped = len(priority) - len(wanted)
+        self._feed()
+
+    def _feed(self) -> None:
+        with self.lock:
+            upto = min(len(self.wanted), self.settled + MAX_UNWRITTEN)
+            todo, self.fed = self.wanted[self.fed : upto], max(self.fed, upto)
+        for rid in todo:
+            refresh = rid in self.retrying
+
+            def fetch(rid: int = rid, refresh: bool = refresh) -> Mapping[str, Any]:
+                return self.client.get_release(rid, refresh=refresh)
+
+            future = self.manager.enqueue(Task(str(rid), fetch, self.priority[rid]))
+            with self.lock:
+                self.outstanding[rid] = future
+            future.add_done_callback(self._answered(rid))
+
+    def _answered(self, rid: int) -> Callable[[Future[TaskResult[Mapping[str, Any]]]], None]:
+        return lambda _: self.answers.put(rid)
+
+    def _take(self, rid: int) -> None:
+        with self.lock:
+            future = self.outstanding.pop(rid, None)
+        if future is not None:
+            self.pending.append((rid, future))
+
+    def _due(self) -> bool:
+        to_come = len(self.wanted) - self.settled - len(self.pending)
+        if to_come == 0 or len(self.pending) >= self.batch_size:
+            return True
+        if to_come <= self.manager.max_concurrent and not self.last_round_written:
+            self.last_round_written = True
+            return True
+        return False
+
+    def collect(self, bar: Any) -> None:
+        """Write every answer (see the class) until all wanted releases are settled."""
+        while self.settled < len(self.wanted):
+            self._take(self.answers.get())
+            while True:
+                try:
+                    self._take(self.answers.get_nowait())
+                except queue.Empty:
+                    break
+            if self._due():
+                done = len(self.pending)
+                self._write_pending()
+                bar.update(done)
+                self._feed()
+
+    def salvage(self) -> None:
+        """After an interruption: write every answer that has arrived, collected or not."""
+        with self.lock:
+            arrived = [rid for rid, f in self.outstanding.items() if f.done() and not f.cancelled()]
+        for rid in arrived:
+            self._take(rid)
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Record the failures among ``pending``, then write its bodies in one transaction."""
+        count = len(self.pending)
+        bodies: list[tuple[int, Mapping[str, Any]]] = []
+        keep: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = []
+        for rid, future in self.pending:
+            result = future.result()
+            if result.success and result.result is not None:
+                body = result.result
+                if body.get("id") != rid:  # merged into another release: keep it under the id asked
+                    body = {**body, "id": rid}
+                bodies.append((rid, body))
+                keep.append((rid, future))
+            elif not isinstance(result.error, CancelledError):  # dropped by close(), not failed
+                permanent = isinstance(result.error, DiscogsNotFoundError)
+                self.writer.failure(rid, _describe(result.error), permanent)
+                self.failed += 1
+                self.permanent += int(permanent)
+        self.pending = keep  # failures are recorded; until the write succeeds the bodies stay here
+        written, bad = self.writer.releases(bodies)
+        self.pending = []
+        self.fetched += written
+        self.failed += bad
+        with self.lock:
+            self.settled += count
+        self.manager.reset()  # written: the manager need not keep those bodies alive any longer
+
+
+def _attempt_timeout(settings: Settings, client: DiscogsClient) -> float:
+    """``CONCURRENCY_TIMEOUT`` for one attempt, plus one rate window: before its request an attempt
+    may wait that long for a slot of the client's limiter, which is not the request being slow."""
+    return settings.concurrency_timeout + float(client.limiter.window)
+
+
+#: DuckDB settings for a database the pull opens itself (a path, as the CLI gives): a bounded
+#: buffer pool (evicted blocks are on disk anyway; a pull's transactions are a page or a batch of
+#: releases), one thread (each brings its own allocator arenas) and no insertion order to keep.
+#: Peak RSS of a 20,000-item pull: 423 MiB with DuckDB's defaults, 314 MiB with these.
+DUCKDB_PULL_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("memory_limit", "'64MB'"),
+    ("threads", "1"),
+    ("preserve_insertion_order", "false"),
+)
+
+
+def _open(target: str | Path) -> Database:
+    database = Database.connect(target)
+    if database.engine == "duckdb":
+        try:
+            for name, value in DUCKDB_PULL_SETTINGS:
+                database.execute(f"SET {name} = {value}")
+        except BaseException:
+            database.close()
+            raise
+    return database
 
 
 def pull_collection(
@@ -332,6 +587,7 @@ def pull_collection(
     per_page: int = 100,
     max_age: float | None = None,
     batch_size: int = 50,
+    settings: Settings | None = None,
 ) -> PullReport:
     """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
 
@@ -339,34 +595,41 @@ def pull_collection(
     BatchProcessor batches of a few pages, ``concurrency`` batches at once, and each page's items
     are written as soon as it arrives. With ``details`` every release not yet stored (or stored
     more than ``max_age`` seconds ago; ``None`` = never stale) is fetched through a
-    ConcurrencyManager (``concurrency`` at once, ``retries`` more attempts after the client's own),
-    rated items first, and written in transactions of ``batch_size``. ``concurrency`` and
-    ``retries`` default to ``Settings.from_env()``'s ``concurrency_max_tasks`` and
-    ``concurrency_retries``. Items gone from the collection are removed only after every page was
-    listed. Single failures (a release that keeps failing, a malformed answer) are recorded in
-    ``pull_failures`` (a 404 as permanent) and never abort the pull; errors before any item is
-    listed (auth, unknown user, server down) are raised.
+    ConcurrencyManager (``concurrency`` at once, ``retries`` more attempts after the client's own,
+    each attempt bounded by ``concurrency_timeout`` plus one rate window), rated items first,
+    starting as soon as the last page has arrived, and written as the answers come, in
+    transactions of at most ``batch_size``. ``settings`` (default ``Settings()``; the CLI passes
+    the environment's) gives the defaults of ``concurrency`` and ``retries``, the attempt timeout
+    and, without ``client``, the client. Items gone from the collection are removed only after
+    every page was listed and loaded.
+
+    Single failures are recorded and never abort the pull: a release that keeps failing or whose
+    answer is malformed goes into ``pull_failures`` (a 404 as permanent), a malformed collection
+    item into the report's ``malformed_items``. Errors before any item is listed (auth, unknown
+    user, server down) are raised, and so is any database error (disk full, file locked, schema
+    damaged): :class:`~toolkit.errors.DatabaseError` stops the pull, and what earlier
+    transactions stored stays.
 
     Interrupted (Ctrl-C) it writes every release already received before re-raising; after a
     ``kill -9`` the next pull re-lists the pages but refetches no release stored or cached.
     """
-    settings: Settings | None = None
-    if client is None or concurrency is None or retries is None:
-        settings = Settings.from_env()
-    workers = concurrency if concurrency is not None else _require(settings).concurrency_max_tasks
+    config = settings if settings is not None else Settings()
+    workers = concurrency if concurrency is not None else config.concurrency_max_tasks
     if workers < 1:
         raise PullError(f"concurrency must be >= 1, got {workers}")
-    attempts = retries if retries is not None else _require(settings).concurrency_retries
+    attempts = retries if retries is not None else config.concurrency_retries
     if attempts < 0:
         raise PullError(f"retries must be >= 0, got {attempts}")
     own_db = not isinstance(db, Database)
-    database = db if isinstance(db, Database) else Database.connect(db)
+    database = db if isinstance(db, Database) else _open(db)
     own_client = client is None
     try:
         if client is None:
             from toolkit.discogs.client import DiscogsClient
 
-            client = DiscogsClient.from_settings(_require(settings))
+            client = DiscogsClient.from_settings(
+                config, memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES
+            )
         # A pull is background work: it leaves the shared budget's reserve to interactive calls.
         with background(client):
             return _pull(
@@ -381,17 +644,13 @@ def pull_collection(
                 max_age=max_age,
                 batch_size=max(1, batch_size),
                 retries=attempts,
+                timeout=_attempt_timeout(config, client),
             )
     finally:
         if own_db:
             database.close()
         if own_client and client is not None:
             client.close()
-
-
-def _require(settings: Settings | None) -> Settings:
-    assert settings is not None
-    return settings
 
 
 def _pull(
@@ -407,89 +666,112 @@ def _pull(
     max_age: float | None,
     batch_size: int,
     retries: int,
+    timeout: float,
 ) -> PullReport:
     started = time.monotonic()
     before = _stats_dict(client)
-    create_schema(db)
-    writer = _Writer(db, username)
 
-    # 1. Page 1 tells how many pages there are; errors here mean the pull cannot run at all.
-    try:
-        first = client.get_collection_page(
-            username, folder_id=folder_id, page=1, per_page=per_page, refresh=True
+    def get_page(page: int) -> Mapping[str, Any]:
+        return client.get_collection_page(
+            username, folder_id=folder_id, page=page, per_page=per_page, refresh=True
         )
-    except DiscogsNotFoundError as exc:
-        what = f"user {username!r}" if folder_id == 0 else f"folder {folder_id} of {username!r}"
-        raise DiscogsNotFoundError(
-            f"Discogs has no {what} (HTTP 404). {exc}", url=exc.url, status=exc.status
-        ) from None
-    pages = max(1, int(first["pagination"]["pages"]))
-    seen: dict[int, Mapping[str, Any]] = {}  # instance_id -> item
-    seen_lock = threading.Lock()
 
-    def land(page_items: Sequence[Mapping[str, Any]]) -> bool:
-        """Write a page's items; False when some were malformed (the listing is incomplete)."""
-        written = writer.items(page_items)
-        with seen_lock:
-            for item in written:
-                seen[int(item["instance_id"])] = item
-        return len(written) == len(page_items)
-
-    with _progress(pages, "pages", "page", progress) as bar:
-        bar = track(client, bar, f"pull {username}: pages", pages)
-
-        def fetch_pages(batch: list[int]) -> list[bool]:
-            """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
-            listed = []
-            for page in batch:
-                try:
-                    data = client.get_collection_page(
-                        username, folder_id=folder_id, page=page, per_page=per_page, refresh=True
-                    )
-                    ok = land(data["releases"])
-                except ToolkitError:  # a page that failed after the client's retries
-                    ok = False
-                listed.append(ok)
-                bar.update(1)
-            return listed
-
-        listed = [land(first["releases"])]
-        bar.update(1)
-        rest = list(range(2, pages + 1))
-        if rest:
-            size = max(1, min(PAGES_PER_BATCH, math.ceil(len(rest) / workers)))
-            try:
-                listed += BatchProcessor.process_parallel_batches(
-                    rest, batch_size=size, concurrency=workers, handler=fetch_pages
-                )
-            except BatchError as exc:  # not a Discogs/database error: a bug, so surface it
-                raise exc.failed[min(exc.failed)] from exc
-    pages_failed = listed.count(False)
-
-    # 3. Sync: only a complete listing may remove items.
-    removed = 0
-    if pages_failed == 0:
-        removed = remove_missing_items(db, username, folder_id, set(seen))
-
-    # 2. Details, rated items first.
-    fetched = failed = permanent = skipped = 0
-    if details:
+    # 1. Page 1 tells how many pages there are; errors here mean the pull cannot run at all. The
+    # database is readied while it is on its way. A database with dropped tables is refused first,
+    # before any request is sent.
+    check_schema(db, view=False)
+    with ThreadPoolExecutor(1, thread_name_prefix="pull-page-1") as one:
+        asked = one.submit(get_page, 1)
+        create_schema(db)
         fresh_since = None if max_age is None else _now() - timedelta(seconds=max_age)
         known = known_release_ids(db, fresh_since=fresh_since) | permanent_failure_ids(db)
-        priority: dict[int, int] = {}
-        for item in seen.values():
-            rid = int(item["id"])
-            priority[rid] = max(priority.get(rid, 0), int(item.get("rating") or 0))
-        wanted = sorted(
-            (rid for rid in priority if rid not in known), key=lambda r: (-priority[r], r)
-        )
-        skipped = len(priority) - len(wanted)
         # A release that failed before may sit in the HTTP cache in a form the loader rejected:
         # ask the server again rather than re-read the bad copy until it expires.
         retrying = failure_ids(db, permanent=False)
-        fetched, failed, permanent = _fetch_releases(
-            client, writer, wanted, priority, retrying, workers, retries, batch_size, progress
-        )
+        try:
+            first = asked.result()
+        except DiscogsNotFoundError as exc:
+            what = f"user {username!r}" if folder_id == 0 else f"folder {folder_id} of {username!r}"
+            raise DiscogsNotFoundError(
+                f"Discogs has no {what} (HTTP 404). {exc}", url=exc.url, status=exc.status
+            ) from None
+    pages = max(1, int(first["pagination"]["pages"]))
+    writer = _Writer(db, username, retrying)
+
+    # No manager thread starts before the first task, so a pull without details costs nothing here.
+    manager = ConcurrencyManager(
+        max_concurrent=workers, retries=retries, timeout=timeout, retry_on=_retryable
+    )
+    fetcher = _Details(client, writer, manager, known, retrying, batch_size)
+    listing = _Listing(pages, fetcher.start if details else None)
+    seen: set[int] = set()  # instance ids of the items written (only their ids: items are big)
+    malformed: list[str] = []
+    seen_lock = threading.Lock()
+
+    def land(page: int, items: Sequence[Mapping[str, Any]]) -> None:
+        """Settle the page (the last one starts the details), then write its items."""
+        listing.settle(items)
+        written, bad = writer.items(page, items)
+        with seen_lock:
+            seen.update(int(item["instance_id"]) for item in written)
+            malformed.extend(bad)
+
+    clean = False
+    failure: BaseException | None = None
+    try:
+        with _progress(pages, "pages", "page", progress) as bar:
+            bar = track(client, bar, f"pull {username}: pages", pages)
+
+            def fetch_pages(batch: list[int]) -> list[bool]:
+                """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
+                listed = []
+                for page in batch:
+                    try:
+                        data = get_page(page)
+                    except DiscogsError:  # a page that failed after the client's retries
+                        listing.settle(None)
+                        listed.append(False)
+                    else:
+                        land(page, data["releases"])
+                        listed.append(True)
+                    bar.update(1)
+                return listed
+
+            land(1, first["releases"])
+            bar.update(1)
+            listed = [True]
+            rest = list(range(2, pages + 1))
+            if rest:
+                size = max(1, min(PAGES_PER_BATCH, math.ceil(len(rest) / workers)))
+                try:
+                    listed += BatchProcessor.process_parallel_batches(
+                        rest, batch_size=size, concurrency=workers, handler=fetch_pages
+                    )
+                except BatchError as exc:  # a database error, or a bug: surface it
+                    raise exc.failed[min(exc.failed)] from None
+        pages_failed = listed.count(False)
+
+        # 3. Sync: only a complete listing, every item of it loaded, may remove items.
+        removed = 0
+        if pages_failed == 0 and not malformed:
+            removed = remove_missing_items(db, username, folder_id, seen)
+
+        # 2. Details: requested since the last page arrived; written here as they come.
+        if details:
+            with _progress(len(fetcher.wanted), "releases", "release", progress) as bar:
+                fetcher.collect(
+                    track(client, bar, f"pull {username}: releases", len(fetcher.wanted))
+                )
+        clean = True
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        # On Ctrl-C or a crash keep every answer that arrived, and drop what has not started. A
+        # database error is not retried: the database just refused a write.
+        manager.close(wait=clean, cancel_pending=not clean)
+        if not clean and not isinstance(failure, DatabaseError):
+            fetcher.salvage()
 
     after = _stats_dict(client)
     delta = {name: after[name] - before.get(name, 0.0) for name in after}
@@ -503,97 +785,20 @@ def _pull(
         items=len(seen),
         pages=pages,
         pages_failed=pages_failed,
-        releases_fetched=fetched,
-        releases_skipped=skipped,
+        releases_fetched=fetcher.fetched,
+        releases_skipped=fetcher.skipped,
         items_removed=removed,
         network_requests=network,
         cache_hits=int(delta.get("cache_hits", 0) + delta.get("memory_hits", 0)),
         retries=int(delta.get("retries", 0)),
         rate_limited=int(delta.get("rate_limited", 0)),
-        failures=failed,
-        permanent_failures=permanent,
+        failures=fetcher.failed,
+        permanent_failures=fetcher.permanent,
         elapsed_seconds=time.monotonic() - started,
         rate_bound_seconds=rate_bound_seconds(network, limit, window),
         rate_limit=limit,
         rate_window=window,
         limiter_wait_seconds=delta.get("limiter_wait_seconds", 0.0),
+        malformed_items=tuple(malformed),
         timeline=timeline,
     )
-
-
-def _fetch_releases(
-    client: DiscogsClient,
-    writer: _Writer,
-    wanted: list[int],
-    priority: Mapping[int, int],
-    retrying: set[int],
-    workers: int,
-    retries: int,
-    batch_size: int,
-    progress: bool,
-) -> tuple[int, int, int]:
-    """Fetch ``wanted`` releases by priority; write successes in batches, record failures.
-
-    Returns (written, failed, permanently failed). On Ctrl-C or any other exception every answer
-    already received is written (even those not yet collected here), queued requests are dropped,
-    and the exception propagates.
-    """
-    if not wanted:
-        return 0, 0, 0
-    fetched = failed = permanent = 0
-    buffer: list[tuple[int, Mapping[str, Any]]] = []
-
-    def make(rid: int) -> Callable[[], Mapping[str, Any]]:
-        refresh = rid in retrying
-        return lambda: client.get_release(rid, refresh=refresh)
-
-    def flush() -> None:
-        nonlocal buffer, fetched, failed
-        written, bad = writer.releases(buffer)
-        buffer = []
-        fetched += written
-        failed += bad
-        manager.reset()  # written: the manager need not keep those bodies alive any longer
-
-    def settle(rid: int, result: TaskResult[Mapping[str, Any]]) -> None:
-        nonlocal failed, permanent
-        if result.success and result.result is not None:
-            body = result.result
-            if body.get("id") != rid:  # merged into another release: keep it under the id asked
-                body = {**body, "id": rid}
-            buffer.append((rid, body))
-            if len(buffer) >= batch_size:
-                flush()
-        elif not isinstance(result.error, CancelledError):  # dropped by close(), not failed
-            is_permanent = isinstance(result.error, DiscogsNotFoundError)
-            writer.failure(rid, _describe(result.error), is_permanent)
-            failed += 1
-            permanent += int(is_permanent)
-
-    # No per-attempt timeout: an attempt may legitimately wait on the rate limiter for minutes,
-    # and the client bounds each request with its own connect/read timeouts.
-    manager = ConcurrencyManager(
-        max_concurrent=workers, retries=retries, timeout=None, retry_on=_retryable
-    )
-    futures: dict[Future[TaskResult[Mapping[str, Any]]], int] = {}
-    clean = False
-    with _progress(len(wanted), "releases", "release", progress) as bar:
-        bar = track(client, bar, f"pull {writer.username}: releases", len(wanted))
-        try:
-            for rid in wanted:
-                task = Task(id=str(rid), execute=make(rid), priority=priority[rid])
-                futures[manager.enqueue(task)] = rid
-            for future in as_completed(futures):
-                # Popped once settled, so a written body is not kept alive until the end.
-                settle(futures.pop(future), future.result())
-                bar.update(1)
-            clean = True
-        finally:
-            # On Ctrl-C or a crash keep every answer that arrived, and drop what has not started.
-            manager.close(wait=clean, cancel_pending=not clean)
-            if not clean:
-                for future, rid in futures.items():  # only the ones not settled yet
-                    if future.done() and not future.cancelled():
-                        settle(rid, future.result())
-            flush()
-    return fetched, failed, permanent

@@ -1,10 +1,11 @@
 """A pull in a fresh process (a new interpreter, a new client), as a re-run of the CLI would be.
 
 ``python -m toolkit.bench.child '<json>'`` builds a :class:`~toolkit.discogs.client.DiscogsClient`
-on the given HTTP-cache file, runs :func:`~toolkit.pull.pull_collection` into the given database
-and prints one JSON line: the timings, the report's counters and the process's peak RSS
-(``VmHWM``). With ``"mode": "idle"`` it imports the same modules and only reports its RSS: the
-baseline of an interpreter with the toolkit loaded.
+on the given HTTP-cache file as ``discogs-toolkit pull`` does, runs
+:func:`~toolkit.pull.pull_collection` with the database's path (so the pull opens and tunes the
+connection itself, as for the CLI) and prints one JSON line: the timings, the report's counters
+and the process's peak RSS (``VmHWM``). With ``"mode": "idle"`` it imports the same modules and
+only reports its RSS: the baseline of an interpreter with the toolkit loaded.
 """
 
 from __future__ import annotations
@@ -55,30 +56,30 @@ def _pull(config: dict[str, Any]) -> dict[str, Any]:
     import time
 
     from toolkit.config import Settings
-    from toolkit.db import Database
     from toolkit.discogs.client import DiscogsClient
-    from toolkit.pull import pull_collection
+    from toolkit.pull import PULL_CLIENT_MEMORY_ENTRIES, pull_collection
     from toolkit.ratelimit import SlidingWindowLimiter
 
     start = time.perf_counter()
+    settings = Settings()
     client = DiscogsClient(
         str(config["token"]),
         base_url=str(config["url"]),
         cache_path=str(config["cache"]),
         limiter=SlidingWindowLimiter(int(config["limit"]), float(config["window"])),
-        settings=Settings(),
+        settings=settings,
+        memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES,
     )
     ready = time.perf_counter()
-    with Database.connect(str(config["db"])) as db:
-        pulled = time.perf_counter()
-        report = pull_collection(
-            str(config["user"]),
-            db,
-            client=client,
-            concurrency=int(config.get("concurrency", 10)),
-            progress=False,
-        )
-        done = time.perf_counter()
+    report = pull_collection(
+        str(config["user"]),
+        str(config["db"]),
+        client=client,
+        concurrency=int(config.get("concurrency", 10)),
+        progress=False,
+        settings=settings,
+    )
+    done = time.perf_counter()
     client.close()
     timeline = report.timeline
     span = in_flight = 0.0
@@ -90,7 +91,7 @@ def _pull(config: dict[str, Any]) -> dict[str, Any]:
         "network_span": span,
         "in_flight": in_flight,
         "client_start": ready - start,
-        "elapsed": done - pulled,
+        "elapsed": done - ready,
         "total": done - start,
         "items": report.items,
         "pages": report.pages,

@@ -1,7 +1,8 @@
 """Row 14: peak RSS of a large pull with details, measured in a process that does nothing else.
 
 Three processes: the simulator serves from its own (:class:`~toolkit.bench.simproc.SimProcess`),
-the pull runs in a fresh interpreter (:mod:`toolkit.bench.child`) that reports its own peak RSS
+the pull runs in a fresh interpreter (:mod:`toolkit.bench.child`, set up as ``discogs-toolkit
+pull`` sets up its client and database) that reports its own peak RSS
 (``VmHWM``), and the baseline is another fresh interpreter that imports the same toolkit modules
 and stops. Neither figure contains the simulator, the catalogue or the benchmark's own heap; the
 difference is what the pull itself holds at its peak.
@@ -56,8 +57,8 @@ def pull_memory(ctx: BenchContext, row: RowResult) -> None:
     row.passed = None
     row.note = (
         f"{pulled['items']:,} items with details ({pulled['requests']:,} requests, "
-        f"{pulled['elapsed']:.0f} s, zero latency), pulled in a fresh process (the simulator in "
-        f"another): peak RSS {row.median:.0f} MiB, {above:.0f} MiB "
+        f"{pulled['elapsed']:.0f} s, zero latency), pulled in a fresh process as "
+        f"`discogs-toolkit pull` does (the simulator in another): peak RSS {row.median:.0f} MiB, {above:.0f} MiB "
         f"({above * 1024 / max(int(pulled['items']), 1):.0f} KiB per item) above an idle "
         f"interpreter with the toolkit imported ({row.baseline_median:.0f} MiB)."
     )

@@ -428,10 +428,11 @@ def collection_sync(ctx: BenchContext, row: RowResult) -> None:
         f"need {rounds} latencies ({rounds * latency:.1f} s, ideal {ideal:.2f}x); the parallel "
         f"pull spends {overhead * 1e3:.0f} ms more"
         + (
-            f": {phase['before'] * 1e3:.0f} ms before the page request (schema), "
-            f"{phase['gap'] * 1e3:.0f} ms between the page and the first release request "
-            f"(items written, sync, task queue), {phase['after'] * 1e3:.0f} ms after the last "
-            f"response (last batch written) and the rest in the rounds (~"
+            f": {phase['before'] * 1e3:.0f} ms before the page request (the schema is readied "
+            f"while it travels), {phase['gap'] * 1e3:.0f} ms between the page and the first "
+            f"release request (task queue; the items are written after), "
+            f"{phase['after'] * 1e3:.0f} ms after the last response (the last round written) and "
+            f"the rest in the rounds (~"
             f"{(overhead - phase['before'] - phase['gap'] - phase['after']) / max(rounds - 1, 1) * 1e3:.0f}"
             f" ms each: 10 responses parsed and cached at once)."
             if phase
