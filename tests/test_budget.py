@@ -427,3 +427,35 @@ def test_watch_redraws_the_status(tmp_path: Path) -> None:
     storage.close()
     assert len(screens) == 2
     assert all(s.startswith("\x1b[2J\x1b[H") and "shared rate budget" in s for s in screens)
+
+
+def test_another_program_on_the_address_slows_every_process_down(tmp_path: Path) -> None:
+    """The simulator has 6 requests of someone else in its window when we first show up: the
+    first answer's Remaining tells one process, and the other holds back too (no 429)."""
+    from toolkit.discogs.catalogue import Catalogue
+    from toolkit.discogs.client import DiscogsClient
+    from toolkit.discogs.simulator import DiscogsSimulator
+
+    with DiscogsSimulator(
+        Catalogue(releases=50, seed=4), rate_limit_unauthenticated=10, window=1.0,
+        pre_used=6, latency=0.0, jitter=0.0,
+    ) as sim:  # fmt: skip
+        ids = sim.catalogue.release_ids()
+        clients = []
+        for _process in range(2):  # each its own connection, as two processes would have
+            storage = SQLiteWindowStorage(tmp_path / "rate_budget.sqlite")
+            limiter = SharedWindowLimiter(storage, api_host(sim.url), 10, 1.0)
+            clients.append(
+                DiscogsClient("", base_url=sim.url, limiter=limiter, cache_path=":memory:")
+            )
+        one, two = clients
+        one.get_release(ids[0])  # the answer says 3 remain: 6 + 1 of 10 used
+        assert two.limiter.get_tokens() == 3.0
+        for rid in ids[1:5]:  # the fourth waits for the window instead of being refused
+            two.get_release(rid)
+        assert sim.stats().throttled == 0
+        assert two.stats().limiter_wait_seconds > 0
+        for client in clients:
+            client.close()
+            assert isinstance(client.limiter, SharedWindowLimiter)
+            client.limiter.storage.close()  # a limiter passed in is the caller's to close
