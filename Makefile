@@ -43,8 +43,12 @@ lint: $(STAMP)
 # Two workers (pytest-xdist): the suite waits on servers, subprocesses and kernels much of the time.
 PYTEST_WORKERS ?= 2
 
+# scripts/redis.sh installs (Debian's redis-server, if missing) and starts the private Redis the
+# shared-budget tests use; it is stopped again whatever pytest's result.
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	@scripts/redis.sh start >/dev/null
+	@TEST_REDIS_URL="$$(cat .redis-test/url 2>/dev/null)" $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
+		status=$$?; scripts/redis.sh stop; exit $$status
 
 # The suite without tests marked slow (real servers, subprocesses, notebooks): for quick iteration.
 test-fast: lint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,3 +21,25 @@ def hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if name in ENV_VARIABLES or name.startswith("TOOLKIT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv(ENV_FILE_VARIABLE, "")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server: ``$TEST_REDIS_URL`` (``make test`` starts one with scripts/redis.sh),
+    else a private ``redis-server`` started here on a free port, with no persistence.
+
+    Skips (fails under CI, which must install it) only when ``redis-server`` is not installed.
+    """
+    configured = os.environ.get("TEST_REDIS_URL", "").strip()
+    if configured:
+        yield configured
+        return
+    from toolkit.budget.redisserver import private_redis, redis_server_binary
+
+    if redis_server_binary() is None:
+        reason = "redis-server is not installed; `make test` installs it (scripts/redis.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with private_redis() as url:
+        yield url

@@ -14,6 +14,10 @@ import toolkit
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: conda-forge names that differ from PyPI's (conda-forge's ``redis`` is the server).
+CONDA_NAMES = {"redis-py": "redis"}
+
+
 def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
@@ -29,7 +33,7 @@ def test_environment_yml_lists_the_same_runtime_packages_as_pyproject() -> None:
             continue
         match = re.match(r"^  - ([A-Za-z0-9_.\-]+)", line)
         if in_deps and match:
-            conda.add(_name(match.group(1)))
+            conda.add(CONDA_NAMES.get(_name(match.group(1)), _name(match.group(1))))
     conda -= {"python", "pip"}
     assert conda == runtime
     assert "-e .[dev]" in (ROOT / "environment.yml").read_text()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from toolkit.config import Settings
 from toolkit.errors import (
     BatchError,
+    BudgetError,
     CollectionDataError,
     ConfigError,
     DatabaseError,
@@ -28,8 +31,17 @@ from toolkit.errors import (
 
 __version__ = "0.1.0"
 
+
+def monitor(settings: Settings | None = None, *, interval: float = 1.0) -> Any:
+    """In a notebook: a live view of the shared rate budget (see :mod:`toolkit.budget.monitor`)."""
+    from toolkit.budget.monitor import monitor as start
+
+    return start(settings, interval=interval)
+
+
 __all__ = [
     "BatchError",
+    "BudgetError",
     "CollectionDataError",
     "ConfigError",
     "DatabaseError",
@@ -51,4 +63,5 @@ __all__ = [
     "ToolkitError",
     "TransactionError",
     "__version__",
+    "monitor",
 ]

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repair(commands)
     _add_serve(commands)
     _add_bench(commands)
+    _add_status(commands)
     _add_catalogue(commands)
     del commands
     return parser
@@ -164,6 +165,7 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--per-page", type=_positive_int, default=100, help="collection items per page (max 100)"
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bars")
+    _add_redis_option(parser)
     parser.add_argument(
         "--simulator",
         action="store_true",
@@ -184,6 +186,64 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="built-in simulator only: seconds each answer takes (default 0.05)",
     )
     parser.set_defaults(handler=_run_pull)
+
+
+def _redis_url(text: str) -> str:
+    if not text.strip().startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError("expected a redis://, rediss:// or unix:// URL")
+    return text.strip()
+
+
+def _add_redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        type=_redis_url,
+        default=None,
+        metavar="URL",
+        help="keep the shared rate budget on this Redis server (default: TOOLKIT_REDIS_URL, "
+        "else a file in the data directory)",
+    )
+
+
+def _with_redis(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``settings`` with ``--redis`` applied."""
+    from dataclasses import replace
+
+    return replace(settings, redis_url=args.redis) if args.redis else settings
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``status``: the shared rate budget and every process spending it."""
+    parser = _sub_parser(
+        commands,
+        "status",
+        help="show the shared rate budget and who is spending it",
+        description="Show each API host's shared window (used / limit, when the next slot "
+        "frees) and every toolkit process using it: pid, host, what it does, progress and ETA "
+        "of a pull, its 429s and cache hit rate. Read from the shared state itself.",
+    )
+    parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    parser.add_argument(
+        "--interval", type=_non_negative_float, default=1.0, metavar="S", help="--watch period"
+    )
+    _add_redis_option(parser)
+    parser.set_defaults(handler=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from toolkit.budget import open_storage
+    from toolkit.budget.monitor import format_status, read_status, watch
+
+    storage = open_storage(_with_redis(args.settings, args))
+    try:
+        if args.watch:
+            with suppress(KeyboardInterrupt):
+                watch(storage, lambda text: print(text, end="", flush=True), interval=args.interval)
+            return 0
+        print(format_status(read_status(storage)))
+    finally:
+        storage.close()
+    return 0
 
 
 def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -255,7 +315,7 @@ def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.explore import resolve_database
     from toolkit.pull import PULL_CLIENT_MEMORY_ENTRIES, pull_collection, save_pull
 
-    settings = Settings.from_env()
+    settings = _with_redis(Settings.from_env(), args)
     db_path = resolve_database(args.db, settings=settings)
     # Both folders first, so a bad path fails in one line before any server is started or asked.
     data_dir = settings.data_dir

@@ -55,6 +55,10 @@ ENV_VARIABLES: tuple[str, ...] = (
     "DISCOGS_API_URL",
     "DISCOGS_RATE_LIMIT",
     "TOOLKIT_DATA_DIR",
+    "TOOLKIT_REDIS_URL",
+    "TOOLKIT_RATE_RESERVE",
+    "TOOLKIT_SHARED_BUDGET",
+    "TOOLKIT_REDIS_HTTP_CACHE",
     ENV_FILE_VARIABLE,
 )
 
@@ -159,6 +163,15 @@ class Settings:
     discogs_api_url_configured: bool = False
     discogs_rate_limit: int | None = None
     data_dir: Path = field(default_factory=default_data_dir)
+    #: Redis server holding the shared rate budget (None: a file in ``data_dir``); may hold a
+    #: password, so it is never shown.
+    redis_url: str | None = field(default=None, repr=False)
+    #: Requests per window a pull leaves to interactive calls.
+    rate_reserve: int = 5
+    #: Share one rate budget with every other toolkit process (False: this process alone).
+    shared_budget: bool = True
+    #: Keep the HTTP cache on ``redis_url`` too (machines never fetch the same answer twice).
+    redis_http_cache: bool = False
 
     def __repr__(self) -> str:
         token = "set" if self.discogs_token else "unset"
@@ -176,6 +189,11 @@ class Settings:
     def http_cache_path(self) -> Path:
         """The requests-cache SQLite file under the data directory."""
         return self.data_dir / "http_cache.sqlite"
+
+    @property
+    def budget_path(self) -> Path:
+        """The SQLite file of the shared rate budget (unless ``redis_url`` puts it on Redis)."""
+        return self.data_dir / "rate_budget.sqlite"
 
     @property
     def database_path(self) -> Path:
@@ -240,4 +258,17 @@ class Settings:
             kwargs["discogs_rate_limit"] = _number("DISCOGS_RATE_LIMIT", raw, int, minimum=1)
         if (raw := get("TOOLKIT_DATA_DIR")) is not None:
             kwargs["data_dir"] = Path(raw.strip()).expanduser()
+        if (raw := get("TOOLKIT_REDIS_URL")) is not None:
+            url = raw.strip()
+            if not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(
+                    "TOOLKIT_REDIS_URL", "expected a redis://, rediss:// or unix:// URL"
+                )
+            kwargs["redis_url"] = url
+        if (raw := get("TOOLKIT_RATE_RESERVE")) is not None:
+            kwargs["rate_reserve"] = _number("TOOLKIT_RATE_RESERVE", raw, int, minimum=0)
+        if (raw := get("TOOLKIT_SHARED_BUDGET")) is not None:
+            kwargs["shared_budget"] = _bool("TOOLKIT_SHARED_BUDGET", raw)
+        if (raw := get("TOOLKIT_REDIS_HTTP_CACHE")) is not None:
+            kwargs["redis_http_cache"] = _bool("TOOLKIT_REDIS_HTTP_CACHE", raw)
         return cls(**kwargs)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@
     │   ├── DiscogsUnavailableError 5xx / connection errors after every retry
     │   └── DiscogsResponseError    malformed JSON or missing fields
     ├── HTTPCacheError              the HTTP cache file cannot be created or read
+    ├── BudgetError                 the shared rate budget (file or Redis) cannot be used
     ├── PullError                   the pull pipeline could not run at all
     └── DumpError                   a Discogs dump file cannot be loaded (not a dump, truncated, …)
 
@@ -34,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "BatchError",
+    "BudgetError",
     "CollectionDataError",
     "ConfigError",
     "DatabaseError",
@@ -163,6 +165,13 @@ class HTTPCacheError(ToolkitError):
     """The HTTP cache file (``data/http_cache.sqlite``) cannot be created, opened or read.
 
     The message names the file and how to recover (delete it, or ``discogs-toolkit cache clear``).
+    """
+
+
+class BudgetError(ToolkitError):
+    """The shared rate budget (``data/rate_budget.sqlite`` or ``TOOLKIT_REDIS_URL``) is unusable.
+
+    The message names the file or the Redis host (never its password) and how to recover.
     """
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from toolkit.batch import BatchProcessor
+from toolkit.budget import background, track
 from toolkit.collection import (
     CollectionDataError,
     check_schema,
@@ -629,20 +630,22 @@ def pull_collection(
             client = DiscogsClient.from_settings(
                 config, memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES
             )
-        return _pull(
-            username,
-            database,
-            client,
-            folder_id=folder_id,
-            details=details,
-            workers=workers,
-            progress=progress,
-            per_page=per_page,
-            max_age=max_age,
-            batch_size=max(1, batch_size),
-            retries=attempts,
-            timeout=_attempt_timeout(config, client),
-        )
+        # A pull is background work: it leaves the shared budget's reserve to interactive calls.
+        with background(client):
+            return _pull(
+                username,
+                database,
+                client,
+                folder_id=folder_id,
+                details=details,
+                workers=workers,
+                progress=progress,
+                per_page=per_page,
+                max_age=max_age,
+                batch_size=max(1, batch_size),
+                retries=attempts,
+                timeout=_attempt_timeout(config, client),
+            )
     finally:
         if own_db:
             database.close()
@@ -717,6 +720,7 @@ def _pull(
     failure: BaseException | None = None
     try:
         with _progress(pages, "pages", "page", progress) as bar:
+            bar = track(client, bar, f"pull {username}: pages", pages)
 
             def fetch_pages(batch: list[int]) -> list[bool]:
                 """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
@@ -755,7 +759,9 @@ def _pull(
         # 2. Details: requested since the last page arrived; written here as they come.
         if details:
             with _progress(len(fetcher.wanted), "releases", "release", progress) as bar:
-                fetcher.collect(bar)
+                fetcher.collect(
+                    track(client, bar, f"pull {username}: releases", len(fetcher.wanted))
+                )
         clean = True
     except BaseException as exc:
         failure = exc

@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from toolkit.backoff import DEFAULT_CAP
+from toolkit.budget import Reporter, SharedWindowLimiter
 from toolkit.cache import CacheService
 from toolkit.config import Settings
 from toolkit.discogs.httpcache import HTTPCacheStore
@@ -136,7 +137,9 @@ class DiscogsClient:
         ``cache_path=":memory:"`` keeps the HTTP cache in memory (tests, throwaway sessions).
         A rate limit the user chose (``limiter=``, or ``settings.discogs_rate_limit``) is a cap:
         the server's ``X-Discogs-Ratelimit`` is adopted only when it is lower. Without one the
-        client starts at 60/min (25/min without a token) and adopts the server's limit.
+        client starts at 60/min (25/min without a token) and adopts the server's limit; that
+        window is shared by every toolkit process on the same data directory, or on the Redis of
+        ``settings.redis_url`` (:mod:`toolkit.budget`), unless ``settings.shared_budget`` is off.
         ``backoff_*`` shape the retry delays (:func:`toolkit.backoff.backoff_delay`). The
         in-memory cache takes its TTL, sweep and sweep interval from ``settings.cache_*``.
         Raises :class:`~toolkit.errors.HTTPCacheError` when the cache file cannot be opened;
@@ -155,26 +158,42 @@ class DiscogsClient:
 
         # The most requests per window the user allows (None: whatever the server says).
         limit_cap: int | None
+        shared = limiter is None and settings.shared_budget
         if limiter is None:
             configured = settings.discogs_rate_limit
             limit_cap = configured or None
-            limiter = SlidingWindowLimiter(configured or (60 if self._token else 25), 60.0)
+            initial = configured or (60 if self._token else 25)
+            if shared:
+                # One window per API host for every toolkit process (and machine, on Redis).
+                from toolkit.budget import shared_limiter
+
+                limiter = shared_limiter(settings, self._base_url, initial)
+            else:
+                limiter = SlidingWindowLimiter(initial, 60.0)
         else:
             limit_cap = limiter.limit
-        self._transport = Transport(
-            token=self._token,
-            user_agent=user_agent or settings.discogs_user_agent,
-            limiter=limiter,
-            limit_cap=limit_cap,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-            backoff_jitter=backoff_jitter,
-            sleep=sleep,
-            clock=clock,
-        )
+        try:
+            self._transport = Transport(
+                token=self._token,
+                user_agent=user_agent or settings.discogs_user_agent,
+                limiter=limiter,
+                limit_cap=limit_cap,
+                timeout=timeout,
+                max_retries=max_retries,
+                backoff_base=backoff_base,
+                backoff_cap=backoff_cap,
+                backoff_jitter=backoff_jitter,
+                sleep=sleep,
+                clock=clock,
+            )
+        except BaseException:
+            if shared and isinstance(limiter, SharedWindowLimiter):
+                limiter.storage.close()
+            raise
+        self._owns_budget = shared
         self._counters = self._transport.counters
+        #: Publishes this process's activity to the shared budget (None when not shared).
+        self.budget_reporter: Reporter | None = None
         self._store: HTTPCacheStore | None = None
         self._memory: CacheService | None = None
         try:
@@ -183,7 +202,9 @@ class DiscogsClient:
                 path: Path | None = None
             else:
                 path = Path(cache_path) if cache_path is not None else settings.http_cache_path
-            self._store = HTTPCacheStore(path)
+            # On Redis with the rate budget when asked, unless the caller chose a cache itself.
+            on_redis = settings.redis_http_cache and cache_path is None and settings.redis_url
+            self._store = HTTPCacheStore(path, redis_url=settings.redis_url if on_redis else None)
             # Cache keys are partitioned by an HMAC of the token under a salt kept in the cache
             # file: stable across client objects, useless to anyone reading the file without it.
             self._identity = _ANONYMOUS
@@ -193,6 +214,8 @@ class DiscogsClient:
             self._memory = CacheService.from_settings(
                 settings, max_entries=memory_max_entries, clock=clock
             )
+            if isinstance(limiter, SharedWindowLimiter):
+                self.budget_reporter = Reporter(limiter, self._reported_stats)
         except BaseException:
             self.close()
             raise
@@ -227,6 +250,10 @@ class DiscogsClient:
         if self._closed:
             return
         self._closed = True
+        if self.budget_reporter is not None:
+            self.budget_reporter.close()
+        if self._owns_budget and isinstance(self._transport.limiter, SharedWindowLimiter):
+            self._transport.limiter.storage.close()
         self._transport.close()
         if self._store is not None:
             self._store.close()
@@ -258,6 +285,16 @@ class DiscogsClient:
     def stats(self) -> ClientStats:
         """A snapshot of the counters."""
         return self._counters.snapshot()
+
+    def _reported_stats(self) -> dict[str, float]:
+        stats = self.stats()
+        return {
+            "network_requests": stats.network_requests,
+            "cache_hits": stats.cache_hits,
+            "memory_hits": stats.memory_hits,
+            "rate_limited": stats.rate_limited,
+            "retries": stats.retries,
+        }
 
     def reset_stats(self) -> None:
         """Zero the counters and forget the request timeline."""

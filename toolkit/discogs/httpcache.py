@@ -16,14 +16,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 from requests_cache.backends.base import BaseCache
+from requests_cache.backends.redis import RedisCache
 from requests_cache.backends.sqlite import SQLiteCache, SQLiteDict
 from requests_cache.serializers import CattrStage
 
 from toolkit.errors import DatabaseError, HTTPCacheError
 
-__all__ = ["CachedBody", "HTTPCacheStore", "clear_http_cache", "http_cache_stats"]
+__all__ = [
+    "REDIS_NAMESPACE",
+    "CachedBody",
+    "HTTPCacheStore",
+    "clear_http_cache",
+    "http_cache_stats",
+]
 
 _log = logging.getLogger(__name__)
 _CLEAR_HINT = "delete it or run `discogs-toolkit cache clear`"
@@ -75,15 +83,19 @@ class HTTPCacheStore:
     directory cannot be opened, with everything opened so far closed again.
     """
 
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
+    def __init__(self, path: Path | None, *, redis_url: str | None = None) -> None:
+        """``redis_url``: keep the answers on that Redis server instead (``path`` is ignored), so
+        machines sharing a rate budget do not fetch the same release twice."""
+        self._path = None if redis_url else path
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
         # Byte stages of the serializer, bytes -> stored record; None: always use requests-cache.
         self._record_loads: list[Callable[[Any], Any]] | None = None
         self._table = "responses"
         self._backend: BaseCache
-        if path is None:
+        if redis_url:
+            self._backend, self._salt = _open_redis(redis_url)
+        elif path is None:
             self._backend = BaseCache()
             self._salt = secrets.token_bytes(32)
         else:
@@ -165,7 +177,7 @@ class HTTPCacheStore:
                 _log.debug("HTTP cache record in an unexpected shape; using requests-cache")
         try:
             response = self._backend.get_response(key)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, redis.RedisError) as exc:
             raise self._error(exc) from None
         if response is None or response.status_code != 200:
             return None
@@ -176,14 +188,14 @@ class HTTPCacheStore:
         expires = datetime.now(UTC) + timedelta(seconds=ttl)
         try:
             self._backend.save_response(response, key, expires)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, redis.RedisError) as exc:
             _log.warning("could not store %s in the HTTP cache: %s", response.url, exc)
 
     def delete(self, key: str) -> None:
         """Remove an entry (an answer that must be asked for again); failures only logged."""
         try:
             self._backend.delete(key)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, redis.RedisError) as exc:
             _log.warning("could not delete an HTTP cache entry: %s", exc)
 
     def close(self) -> None:
@@ -197,9 +209,32 @@ class HTTPCacheStore:
                 self._reader.close()
                 self._reader = None
 
-    def _error(self, exc: sqlite3.Error) -> HTTPCacheError:
+    def _error(self, exc: sqlite3.Error | redis.RedisError) -> HTTPCacheError:
         where = f"the HTTP cache file {self._path}" if self._path else "the HTTP cache"
         return HTTPCacheError(f"{where} is not readable ({exc}); {_CLEAR_HINT}")
+
+
+#: Keys of the HTTP cache on Redis start with this.
+REDIS_NAMESPACE = "discogs-toolkit:http"
+
+
+def _open_redis(url: str) -> tuple[RedisCache, bytes]:
+    """requests-cache's Redis backend at ``url`` and the salt kept beside it (created once)."""
+    from toolkit.budget.redisstore import redis_where
+
+    try:
+        connection = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        backend = RedisCache(namespace=REDIS_NAMESPACE, connection=connection)
+        salt_key = f"{REDIS_NAMESPACE}:salt"
+        connection.set(salt_key, secrets.token_bytes(32), nx=True)
+        salt = connection.get(salt_key)
+    except (redis.RedisError, ValueError) as exc:
+        raise HTTPCacheError(
+            f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
+            f"({type(exc).__name__}); check TOOLKIT_REDIS_URL"
+        ) from None
+    assert isinstance(salt, bytes)
+    return backend, salt
 
 
 # ---------------------------------------------------------------------------- file upkeep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from toolkit.bench.model import RowSpec
+from toolkit.bench.rows.budget import shared_budget
 from toolkit.bench.rows.cache import cache_hit, cleanup_cost
 from toolkit.bench.rows.catalogue import catalogue_pull, dump_load
 from toolkit.bench.rows.concurrency import backoff_delays, concurrency_limit, task_dispatch
@@ -58,6 +59,8 @@ ROWS: list[RowSpec] = [
     RowSpec(17, "catalogue_pull", "1,000-item pull: details from catalogue vs API (60/min)", "s",
             "details in the time of the listing", "listing requests only, every release found",
             catalogue_pull),
+    RowSpec(18, "shared_budget", "N processes (1, 2, 4) on one shared rate budget", "efficiency",
+            "distributed rate limiting", "≥ 0.9 and zero 429s, file and Redis", shared_budget),
 ]  # fmt: skip
 
 
