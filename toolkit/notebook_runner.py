@@ -162,11 +162,17 @@ def run_notebooks(
 
 
 def _captions() -> dict[str, str]:
+    from toolkit.budget.monitor import BUDGET_CAPTION
     from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
     from toolkit.explore import CAPTIONS
     from toolkit.notebook import TIMELINE_CAPTION
 
-    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS, **CATALOGUE_CAPTIONS}
+    return {
+        "pull-timeline": TIMELINE_CAPTION,
+        "budget-windows": BUDGET_CAPTION,
+        **CAPTIONS,
+        **CATALOGUE_CAPTIONS,
+    }
 
 
 def write_index(

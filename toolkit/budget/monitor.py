@@ -11,8 +11,10 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.budget import open_storage
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "BUDGET_CAPTION",
     "BudgetStatus",
     "HostStatus",
     "Monitor",
@@ -234,11 +237,16 @@ def _html(status: BudgetStatus) -> str:
     )
 
 
+#: The one-line caption of the chart :meth:`Monitor.chart` saves (``budget-windows.png``).
+BUDGET_CAPTION = "Requests per moving rate window since the pull started, by process; dashed: the limit."
+
+
 class Monitor:
     """A display of the shared budget refreshed every ``interval`` s until :meth:`stop`.
 
     ``show`` receives the HTML each time (in a notebook, an updating ``display``); :meth:`chart`
-    draws requests per window and process since the monitor started.
+    draws requests per window and process since the monitor started, also after :meth:`stop`;
+    :meth:`close` releases the shared state.
     """
 
     def __init__(
@@ -253,6 +261,7 @@ class Monitor:
         self._show = show
         self._interval = interval
         self._stop = threading.Event()
+        self._closer = weakref.finalize(self, storage.close)
         self.refresh()
         self._thread = threading.Thread(target=self._run, name="budget-monitor", daemon=True)
         self._thread.start()
@@ -271,29 +280,49 @@ class Monitor:
                 continue
 
     def stop(self) -> None:
-        """Stop refreshing (idempotent); the storage is closed."""
+        """Stop refreshing (idempotent); :meth:`chart` still works until :meth:`close`."""
         if not self._stop.is_set():
             self._stop.set()
             self._thread.join()
-            self.storage.close()
 
-    def chart(self, key: str | None = None) -> Figure:
-        """Requests per window across processes since the monitor started, one colour each."""
-        import matplotlib.pyplot as plt
+    def close(self) -> None:
+        """Stop refreshing and close the shared state (also done when the monitor is collected)."""
+        self.stop()
+        self._closer()
+
+    def chart(self, key: str | None = None, path: str | Path | None = None) -> Figure:
+        """Requests per window across processes since the monitor started, one colour each.
+
+        Saved as a PNG at ``path`` when given (e.g. ``reports/budget-windows.png``).
+        """
+        from toolkit import chart_style
 
         keys = [key] if key else self.storage.hosts()
-        fig, ax = plt.subplots(figsize=(8, 3))
-        for name in keys:
-            frame = requests_frame(self.storage, name, self.started)
-            if not frame.empty:
+        fig, ax = chart_style.new_figure(9.0, 3.8)
+        drawn = False
+        with chart_style.styled():
+            for name in keys:
+                frame = requests_frame(self.storage, name, self.started)
+                if frame.empty:
+                    continue
                 frame.plot.bar(stacked=True, ax=ax, width=0.9)
+                drawn = True
                 limit = self.storage.read(name).limit
                 if limit:
                     ax.axhline(limit, color="black", linestyle="--", linewidth=1, label="limit")
-        ax.set_xlabel("window")
+            if drawn:
+                ax.legend(title="process", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            else:
+                ax.text(0.5, 0.5, "no requests since the monitor started", ha="center",
+                        va="center", transform=ax.transAxes, color="#666666")  # fmt: skip
+        ax.set_xlabel("moving window (start)")
         ax.set_ylabel("requests")
-        ax.set_title("requests per window across processes")
-        fig.tight_layout()
+        chart_style.integer_ticks(ax.yaxis)
+        chart_style.title(ax, "Requests per rate window, by process", "the shared budget; dashed: limit")
+        if path is not None:
+            chart_style.save(fig, path)
+        import matplotlib.pyplot as plt
+
         plt.close(fig)
         return fig
 
