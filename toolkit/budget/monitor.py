@@ -305,7 +305,9 @@ class Monitor:
                 frame = requests_frame(self.storage, name, self.started)
                 if frame.empty:
                     continue
-                frame.plot.bar(stacked=True, ax=ax, width=0.9)
+                window = self.storage.read(name).window or 60.0
+                frame.index = [f"{i * window:g}–{(i + 1) * window:g} s" for i in frame.index]
+                frame.plot.bar(stacked=True, ax=ax, width=0.9, rot=0)
                 drawn = True
                 limit = self.storage.read(name).limit
                 if limit:
@@ -315,7 +317,7 @@ class Monitor:
             else:
                 ax.text(0.5, 0.5, "no requests since the monitor started", ha="center",
                         va="center", transform=ax.transAxes, color="#666666")  # fmt: skip
-        ax.set_xlabel("moving window (start)")
+        ax.set_xlabel("time since the monitor started, one rate window per bar")
         ax.set_ylabel("requests")
         chart_style.integer_ticks(ax.yaxis)
         chart_style.title(ax, "Requests per rate window, by process", "the shared budget; dashed: limit")
