@@ -371,7 +371,9 @@ def test_item_fields_follow_the_item(db: Database) -> None:
         (3, "signed"),
     ]
     # A field cleared on Discogs disappears; a removed item takes its fields along.
-    load_collection(db, [{**item(1, 5), "notes": [{"field_id": 3, "value": ""}]}], [], username="me")
+    load_collection(
+        db, [{**item(1, 5), "notes": [{"field_id": 3, "value": ""}]}], [], username="me"
+    )
     assert db.fetchall("SELECT field_id, value FROM item_fields") == []
     load_collection(db, [{**item(1, 5), "notes": notes}], [], username="me")
     remove_missing_items(db, "me", 0, [])

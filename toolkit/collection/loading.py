@@ -134,7 +134,9 @@ def _insert(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
     conflict = ""
     if table in _KEYS:
         key, condition = _KEYS[table], _UPSERT_WHEN.get(table)
-        updates = ", ".join(f"{quote_name(n)} = excluded.{quote_name(n)}" for n in names if n != key)
+        updates = ", ".join(
+            f"{quote_name(n)} = excluded.{quote_name(n)}" for n in names if n != key
+        )
         where = f" WHERE {condition}" if condition else ""
         conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}{where}"
     if db.engine == "sqlite":

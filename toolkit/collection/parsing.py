@@ -376,7 +376,9 @@ def parse_item(
     return row, basic
 
 
-def parse_item_fields(index: int, item: Mapping[str, Any], instance_id: int) -> list[tuple[Any, ...]]:
+def parse_item_fields(
+    index: int, item: Mapping[str, Any], instance_id: int
+) -> list[tuple[Any, ...]]:
     """An item's custom fields (the API's ``notes``: ``[{field_id, value}]``) as ``item_fields`` rows.
 
     Blank values are left out (Discogs shows them as unset); ``notes`` that is not a list (an old
@@ -391,7 +393,9 @@ def parse_item_fields(index: int, item: Mapping[str, Any], instance_id: int) -> 
     rows: dict[int, tuple[Any, ...]] = {}
     for position, note in enumerate(notes):
         note = as_mapping(note, f"{where}[{position}]")
-        field_id = parse_id(note.get("field_id"), f"{where}[{position}].field_id (instance {instance_id})")
+        field_id = parse_id(
+            note.get("field_id"), f"{where}[{position}].field_id (instance {instance_id})"
+        )
         value = _text(note.get("value"))
         if value is not None:
             rows[field_id] = (instance_id, field_id, value)

@@ -391,7 +391,9 @@ def _notes_to_item_fields(db: Database) -> None:
                 text_value = None if value in (None, "") else str(value)
                 rows.append((int(instance_id), int(note["field_id"]), text_value))
     if rows:
-        db.executemany("INSERT INTO item_fields (instance_id, field_id, value) VALUES (?, ?, ?)", rows)
+        db.executemany(
+            "INSERT INTO item_fields (instance_id, field_id, value) VALUES (?, ?, ?)", rows
+        )
     db.execute("ALTER TABLE collection_items DROP COLUMN notes")
 
 
