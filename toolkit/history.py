@@ -390,7 +390,8 @@ def sync_fields(db: Database, username: str, fields: Iterable[Any]) -> int:
 @dataclass(frozen=True)
 class Extras:
     """What a pull fetches besides the collection: ``value``, ``market`` (at most ``market_max``
-    releases, prices in ``currency``) and ``wants``. Custom fields come with every pull."""
+    releases, prices in ``currency``) and ``wants``. ``fields``: the custom fields' names, asked
+    whenever an item uses a field whose name is not stored yet."""
 
     value: bool = False
     market: bool = False
@@ -437,7 +438,7 @@ def pull_extras(
     ``pull_id`` is the pull's ``pulls`` row (the ``collection_value`` row belongs to it).
     """
     out = ExtrasReport()
-    if extras.fields:
+    if extras.fields and _unnamed_fields(db, username):
         try:
             body = client.get_collection_fields(username)
             out.fields = sync_fields(db, username, body.get("fields") or [])
@@ -452,6 +453,21 @@ def pull_extras(
     if extras.market:
         _pull_market(client, db, username, extras, out, workers)
     return out
+
+
+def _unnamed_fields(db: Database, username: str) -> bool:
+    """True when the user's items use a custom field whose name is not stored: only then is
+    ``/collection/fields`` asked (fields change rarely; a pull's requests are precious)."""
+    return bool(
+        db.scalar(
+            "SELECT count(*) FROM item_fields f "
+            "JOIN collection_items ci ON ci.instance_id = f.instance_id "
+            "LEFT JOIN collection_fields cf "
+            "ON cf.username = ci.username AND cf.field_id = f.field_id "
+            "WHERE ci.username = ? AND cf.field_id IS NULL AND f.field_id > 0",
+            [username],
+        )
+    )
 
 
 def _pull_value(
