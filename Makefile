@@ -18,14 +18,25 @@ $(STAMP): pyproject.toml
 DEMO_RATE_LIMIT ?= 900
 DEMO_LATENCY ?= 0.02
 
-# --simulator on both: the demo never talks to a server configured in DISCOGS_API_URL / .env.
-# toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR) and writes
-# reports/index.html (every chart, captioned, and the notebooks); its last line is that page's path.
+# Marketplace prices cost one request per release (~970 for the demo collection, ~70 s at 900/min):
+# each demo pull asks for at most DEMO_MARKET_MAX of them, those fetched longest ago first, so the
+# two pulls cover the collection and the second prices a few releases again (a price history).
+DEMO_MARKET_MAX ?= 500
+DEMO_PULL := $(BIN)/discogs-toolkit pull --simulator --username demo \
+	--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY) \
+	--value --wants --market --market-max $(DEMO_MARKET_MAX)
+
+# --simulator everywhere: the demo never talks to a server configured in DISCOGS_API_URL / .env.
+# Two pulls of a collection that changes in between (--simulator-epoch 1: items added and removed,
+# prices moved), then `history`. toolkit.notebook prints the paths it used (the database honours
+# TOOLKIT_DATA_DIR) and writes reports/index.html (every chart, captioned, and the notebooks); its
+# last line is that page's path. Notebook 01 pulls the same changed world again (nothing changes).
 demo: $(STAMP)
-	$(BIN)/discogs-toolkit pull --simulator --username demo \
-		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
+	$(DEMO_PULL)
+	$(DEMO_PULL) --simulator-epoch 1
+	$(BIN)/discogs-toolkit history --limit 3
 	$(BIN)/python -m toolkit.notebook --output reports --simulator \
-		--simulator-rate-limit $(DEMO_RATE_LIMIT)
+		--simulator-rate-limit $(DEMO_RATE_LIMIT) --param simulator_epoch=1
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests

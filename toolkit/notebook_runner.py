@@ -35,7 +35,11 @@ __all__ = [
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 #: The notebooks ``make demo`` runs, in order (03-benchmarks belongs to the benchmark suite).
-NOTEBOOKS: tuple[str, ...] = ("01-pull-collection.ipynb", "02-explore-collection.ipynb")
+NOTEBOOKS: tuple[str, ...] = (
+    "01-pull-collection.ipynb",
+    "02-explore-collection.ipynb",
+    "05-collection-over-time.ipynb",
+)
 
 
 def _is_parameters_cell(cell: Any) -> bool:
@@ -159,9 +163,10 @@ def run_notebooks(
 
 def _captions() -> dict[str, str]:
     from toolkit.explore import CAPTIONS
+    from toolkit.explore_history import HISTORY_CAPTIONS
     from toolkit.notebook import TIMELINE_CAPTION
 
-    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS}
+    return {"pull-timeline": TIMELINE_CAPTION, **CAPTIONS, **HISTORY_CAPTIONS}
 
 
 def write_index(
