@@ -18,10 +18,11 @@ import pytest
 
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.discogs.catalogue import Catalogue
-from toolkit.discogs.client import RequestEvent
+from toolkit.discogs.client import DiscogsClient, RequestEvent
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import DiscogsAuthError, HTTPCacheError
 from toolkit.explore import CAPTIONS, CHARTS
+from toolkit.explore_history import HISTORY_CAPTIONS, HISTORY_CHARTS
 from toolkit.notebook import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
@@ -113,7 +114,11 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
         for o in c.outputs
         if o.output_type == "error"
     ]
-    for name in [*CHARTS, "pull-timeline"]:
+    over_time = nbformat.read(written[2], as_version=4)
+    over_time_outputs = [o for c in over_time.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in over_time_outputs if o.output_type == "error"]
+    assert "pull 1 " in json.dumps(over_time_outputs)  # the history of notebook 01's pull
+    for name in [*CHARTS, *HISTORY_CHARTS, "pull-timeline"]:
         png = reports / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     for path in written:
@@ -338,6 +343,8 @@ def test_index_page_captions_every_chart_and_links_the_notebooks(tmp_path: Path)
     assert f'href="{executed[1].name}"' in page  # else the notebook itself
     for name, caption in [("pull-timeline", TIMELINE_CAPTION), *CAPTIONS.items()]:
         assert f'src="{name}.png"' in page and escape(caption) in page, name
+    for name in HISTORY_CHARTS:  # notebook 05's charts have captions too
+        assert HISTORY_CAPTIONS[name]
     assert "extra chart" in page  # an unknown chart still gets a caption
     assert page.index("pull-timeline.png") < page.index("genres_by_decade.png")
     assert "Charts (11)" in page
@@ -404,3 +411,51 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
         plt.close(fig)
     assert "(1999)" in " ".join(_tick_labels(explore.plot("lowest_prices", prices).axes[0].yaxis))
     plt.close("all")
+
+
+def test_history_charts_draw_from_two_pulls_and_from_none(tmp_path: Path) -> None:
+    """Notebook 05's charts: from two pulls of a changing collection, and from an empty history."""
+    import matplotlib.pyplot as plt
+
+    from toolkit.collection import create_schema
+    from toolkit.db import Database
+    from toolkit.history import Extras
+    from toolkit.pull import pull_collection
+    from toolkit.ratelimit import SlidingWindowLimiter
+
+    catalogue = Catalogue(releases=1200, seed=21)
+    catalogue.user("olga", items=30)
+    path = tmp_path / "h.duckdb"
+    extras = Extras(value=True, market=True, wants=True)
+    with DiscogsSimulator(
+        catalogue, rate_limit=FAST, rate_limit_unauthenticated=FAST, latency=0.0, jitter=0.0
+    ) as server:
+        for _ in range(2):
+            with DiscogsClient(
+                TOKEN,
+                base_url=server.url,
+                settings=Settings(data_dir=tmp_path),
+                cache_path=tmp_path / "http.sqlite",
+                limiter=SlidingWindowLimiter(FAST, 60.0),
+            ) as client:
+                pull_collection("olga", path, client=client, progress=False, extras=extras)
+            catalogue.advance()
+    empty = tmp_path / "empty.sqlite"
+    with Database.connect(empty) as database:
+        create_schema(database)
+    for source in (path, empty):
+        with Database.connect(source, read_only=True) as db:
+            for name, (query, draw) in HISTORY_CHARTS.items():
+                frame = query(db)
+                assert frame.empty == (source == empty), name
+                fig = draw(frame)
+                fig.savefig(tmp_path / f"{source.stem}-{name}.png")
+                plt.close(fig)
+    with Database.connect(path, read_only=True) as db:
+        from toolkit import explore_history
+
+        value = explore_history.value_over_time(db)
+        assert len(value) == 2 and (value["minimum"] <= value["maximum"]).all()
+        assert len(explore_history.price_history(db)) == 2
+        conditions = explore_history.items_by_media_condition(db)
+        assert conditions["items"].sum() == db.scalar("SELECT count(*) FROM collection_items")
