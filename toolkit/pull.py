@@ -30,6 +30,7 @@ import pyarrow as pa
 from toolkit.batch import BatchProcessor
 from toolkit.collection import (
     CollectionDataError,
+    check_schema,
     clear_failures,
     create_schema,
     failure_ids,
@@ -691,7 +692,9 @@ def _pull(
         )
 
     # 1. Page 1 tells how many pages there are; errors here mean the pull cannot run at all. The
-    # database is readied while it is on its way.
+    # database is readied while it is on its way. A database with dropped tables is refused first,
+    # before any request is sent.
+    check_schema(db, view=False)
     with ThreadPoolExecutor(1, thread_name_prefix="pull-page-1") as one:
         asked = one.submit(get_page, 1)
         create_schema(db)
