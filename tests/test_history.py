@@ -218,6 +218,33 @@ def test_two_pulls_with_changes_record_exactly_what_happened(
     assert {n for (n,) in named} <= {"Media Condition", "Sleeve Condition", "Notes"}
 
 
+@pytest.mark.parametrize("currency", MARKET_CURRENCIES)
+def test_value_numbers_are_right_in_every_currency_format(tmp_path: Path, currency: str) -> None:
+    """The stored value is the USD total times the simulator's rate, whatever the format
+    (``€1.234,56``, ``¥1,234``, ``1 234,56 kr`` ...): the magnitude cannot come out wrong."""
+    from toolkit.discogs.catalogue import _RATES
+
+    catalogue = Catalogue(releases=1200, seed=14)
+    user = catalogue.user("pia", items=15)
+    usd = expected_value(catalogue, user)
+    user.currency = currency
+    served = catalogue.user_value(user)
+    path = tmp_path / "v.duckdb"
+    with simulator(catalogue) as server, client_for(server, tmp_path) as client:
+        pull("pia", path, client, details=False, extras=Extras(value=True))
+    ((code, *stored),) = rows(
+        path, "SELECT currency, minimum, median, maximum FROM collection_value"
+    )
+    rate, decimals = _RATES[currency]
+    assert code == currency, served
+    for value, dollars in zip(stored, usd[1:], strict=True):
+        # Both sides are rounded: the USD figure to cents (times the rate), the served one to its
+        # currency's decimals. A misread separator would be off by a factor of 100 or 1,000.
+        assert value == pytest.approx(dollars * rate, abs=0.005 * rate + 0.5 * 10**-decimals), (
+            served
+        )
+
+
 def test_a_pull_that_missed_a_page_records_no_removals(tmp_path: Path) -> None:
     from toolkit.discogs.simulator import FaultPlan
 
