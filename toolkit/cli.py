@@ -555,6 +555,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="serve the world after N changes (items added and removed, prices moved)",
     )
+    parser.add_argument(
+        "--value-currency",
+        type=_currency,
+        default="USD",
+        metavar="CUR",
+        help="the currency (and format) of every user's collection value (default USD)",
+    )
     parser.set_defaults(handler=_run_serve)
 
 
@@ -572,6 +579,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             catalogue.user(name, items=int(items or 100))
         for _ in range(args.epoch):
             catalogue.advance()
+        for user in catalogue.users.values():
+            user.currency = args.value_currency
         faults = FaultPlan(error_rate=args.error_rate, reset_rate=args.reset_rate)
         simulator = DiscogsSimulator(
             catalogue,
