@@ -342,12 +342,18 @@ def _plot_price_history(frame: pd.DataFrame) -> Figure:
 def _plot_wants_decades(frame: pd.DataFrame) -> Figure:
     from toolkit.explore import _stacked_by_decade
 
-    return _stacked_by_decade(
+    fig = _stacked_by_decade(
         frame,
         "genre",
         "The wantlist by decade and genre",
         "wanted releases per decade of release; a release with two genres counts in both",
     )
+    if not frame.empty:
+        ax = fig.axes[0]
+        ax.set_ylabel("wanted releases")
+        totals = frame.groupby("decade")["items"].sum()
+        ax.set_ylim(0, float(totals.max()) * 1.1)
+    return fig
 
 
 def _plot_wants_for_sale(frame: pd.DataFrame) -> Figure:
@@ -377,16 +383,17 @@ def _plot_wants_for_sale(frame: pd.DataFrame) -> Figure:
 def _plot_conditions(frame: pd.DataFrame) -> Figure:
     from toolkit.chart_style import PALETTE, integer_ticks, styled
 
+    unset = frame[frame["condition"] == "not recorded"]["items"].sum() if not frame.empty else 0
+    graded = frame[frame["condition"] != "not recorded"] if not frame.empty else frame
     fig, ax = _figure(
         "Items by media condition",
-        "the 'Media Condition' custom field, best grade first",
+        f"the 'Media Condition' custom field, best grade first ({int(unset)} items without one)",
     )
-    if frame.empty:
-        _empty(ax)
+    if graded.empty:
+        _empty(ax, "no media condition recorded")
         return fig
     with styled():
-        colours = [PALETTE[8] if c == "not recorded" else PALETTE[0] for c in frame["condition"]]
-        ax.barh(list(frame["condition"])[::-1], list(frame["items"])[::-1], color=colours[::-1])
+        ax.barh(list(graded["condition"])[::-1], list(graded["items"])[::-1], color=PALETTE[0])
         ax.set_xlabel("items")
         integer_ticks(ax.xaxis)
         ax.grid(axis="x")
