@@ -280,11 +280,14 @@ def test_a_pull_that_missed_a_page_records_no_removals(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- market rotation
 
 
-def test_market_max_caps_a_run_and_repeated_runs_cover_the_collection(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_market_max_caps_a_run_and_repeated_runs_cover_the_collection(
+    tmp_path: Path, engine: str
+) -> None:
     catalogue = Catalogue(releases=1200, seed=8)
     user = catalogue.user("jo", items=25)
     distinct = {it["id"] for it in user.items}
-    path = tmp_path / "m.duckdb"
+    path = tmp_path / f"m{SUFFIX[engine]}"
     capped = Extras(market=True, market_max=10)
     seen: list[set[int]] = []
     with simulator(catalogue) as server, client_for(server, tmp_path) as client:
