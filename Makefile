@@ -24,17 +24,29 @@ DEMO_DUMP_DIR ?= $(or $(TOOLKIT_DATA_DIR),data)/simulator-dump
 # HOOK: set to `--details-from auto` once `pull` takes its details from the catalogue.
 DEMO_PULL_DETAILS ?=
 
-# --simulator on both: the demo never talks to a server configured in DISCOGS_API_URL / .env.
+# Marketplace prices cost one request per release (~970 for the demo collection, ~70 s at 900/min):
+# each demo pull asks for at most DEMO_MARKET_MAX of them, those fetched longest ago first, so the
+# two pulls cover the collection and the second prices a few releases again (a price history).
+DEMO_MARKET_MAX ?= 500
+DEMO_PULL := $(BIN)/discogs-toolkit pull --simulator --username demo $(DEMO_PULL_DETAILS) \
+	--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY) \
+	--value --wants --market --market-max $(DEMO_MARKET_MAX)
+
+# --simulator everywhere: the demo never talks to a server configured in DISCOGS_API_URL / .env.
+# The simulator's releases are loaded as the catalogue; then two pulls of a collection that changes
+# in between (--simulator-epoch 1: items added and removed, prices moved), then `history`.
 # toolkit.notebook prints the paths it used (the database honours TOOLKIT_DATA_DIR) and writes
-# reports/index.html (every chart, captioned, and the notebooks); its last line is that page's path.
+# reports/index.html (every chart, captioned, and the notebooks); its last line is that page's
+# path. Notebook 01 pulls the same changed world again (nothing changes).
 demo: $(STAMP)
 	rm -f $(DEMO_DUMP_DIR)/discogs_*_*.xml.gz
 	$(BIN)/discogs-toolkit catalogue simulate-dump $(DEMO_DUMP_DIR)
 	$(BIN)/discogs-toolkit catalogue load $(DEMO_DUMP_DIR)/discogs_*_*.xml.gz
-	$(BIN)/discogs-toolkit pull --simulator --username demo $(DEMO_PULL_DETAILS) \
-		--simulator-rate-limit $(DEMO_RATE_LIMIT) --simulator-latency $(DEMO_LATENCY)
+	$(DEMO_PULL)
+	$(DEMO_PULL) --simulator-epoch 1
+	$(BIN)/discogs-toolkit history --limit 3
 	$(BIN)/python -m toolkit.notebook --output reports --simulator \
-		--simulator-rate-limit $(DEMO_RATE_LIMIT)
+		--simulator-rate-limit $(DEMO_RATE_LIMIT) --param simulator_epoch=1
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests

@@ -32,7 +32,7 @@ from toolkit.collection import (
     repair_schema,
     schema_version,
 )
-from toolkit.collection.schema import _migration
+from toolkit.collection.schema import _migration, quote_name
 from toolkit.db import Database
 from toolkit.errors import DatabaseError
 
@@ -96,7 +96,7 @@ def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows, sorted, normalised so both engines compare equal."""
     result = {}
     for table, columns in TABLES.items():
-        names = ", ".join(name for name, _ in columns)
+        names = ", ".join(quote_name(name) for name, _ in columns)
         rows = [tuple(_norm(v) for v in row) for row in db.fetchall(f"SELECT {names} FROM {table}")]
         result[table] = sorted(rows, key=repr)
     return result
@@ -205,7 +205,9 @@ def test_loading_real_fixtures_twice_gives_identical_tables(db: Database) -> Non
     assert written["collection_items"] == len(first["collection_items"]) == 104
     load_collection(db, items, releases, username="brotherlogic", fetched_at=FETCHED)
     assert snapshot(db) == first
-    assert all(first[t] for t in TABLES if t != "pull_failures")
+    # pull_failures and the history tables are written by the pull, not by the loader.
+    by_pull = {"pull_failures", "pulls", "item_events", "collection_value", "market_stats"}
+    assert all(first[t] for t in TABLES if t not in {*by_pull, "wants", "collection_fields"})
 
 
 def test_both_engines_store_the_same_rows(tmp_path: Path) -> None:
@@ -343,12 +345,72 @@ def test_year_zero_is_null(db: Database) -> None:
     ]
 
 
-def test_notes_are_json_text(db: Database) -> None:
-    load_collection(db, page_items(), [], fetched_at=FETCHED)
-    notes = db.scalar("SELECT notes FROM collection_items WHERE instance_id = 19867048")
-    assert json.loads(notes)[0] == {"field_id": 1, "value": "Very Good Plus (VG+)"}
+def test_notes_are_item_fields_rows_named_by_the_view(db: Database) -> None:
+    load_collection(db, page_items(), [], username="brotherlogic", fetched_at=FETCHED)
+    rows = db.fetchall(
+        "SELECT field_id, value FROM item_fields WHERE instance_id = 19867048 ORDER BY field_id"
+    )
+    assert rows[0] == (1, "Very Good Plus (VG+)")
+    db.execute(
+        "INSERT INTO collection_fields VALUES ('brotherlogic', 1, 'Media Condition', 'dropdown', "
+        "NULL, 1, TRUE)"
+    )
+    named = db.fetchall(
+        "SELECT name, value FROM item_fields_named WHERE instance_id = 19867048 ORDER BY field_id"
+    )
+    assert named[0] == ("Media Condition", "Very Good Plus (VG+)")
     genres = db.fetchall("SELECT genre FROM release_genres WHERE release_id = 323005")
     assert genres == [("Hip Hop",)]
+
+
+def test_item_fields_follow_the_item(db: Database) -> None:
+    notes = [{"field_id": 1, "value": "Mint (M)"}, {"field_id": 3, "value": "signed"}]
+    load_collection(db, [{**item(1, 5), "notes": notes}], [], username="me")
+    assert db.fetchall("SELECT field_id, value FROM item_fields ORDER BY 1") == [
+        (1, "Mint (M)"),
+        (3, "signed"),
+    ]
+    # A field cleared on Discogs disappears; a removed item takes its fields along.
+    load_collection(
+        db, [{**item(1, 5), "notes": [{"field_id": 3, "value": ""}]}], [], username="me"
+    )
+    assert db.fetchall("SELECT field_id, value FROM item_fields") == []
+    load_collection(db, [{**item(1, 5), "notes": notes}], [], username="me")
+    remove_missing_items(db, "me", 0, [])
+    assert db.scalar("SELECT count(*) FROM item_fields") == 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_migrates_a_version_2_database_and_its_notes(tmp_path: Path, engine: str) -> None:
+    """A database written by the version-2 code (its DDL stored in fixtures/schema-v2)."""
+    snapshot = (Path(__file__).parent / "fixtures" / "schema-v2" / f"{engine}.sql").read_text()
+    with Database.connect(tmp_path / f"v2{SUFFIX[engine]}") as database:
+        for statement in snapshot.split(";\n"):
+            lines = [ln for ln in statement.splitlines() if not ln.startswith("--")]
+            if "".join(lines).strip():
+                database.execute("\n".join(lines).rstrip(";"))
+        assert schema_version(database) == 2
+        notes = json.dumps([{"field_id": 1, "value": "Mint (M)"}, {"field_id": 2, "value": "VG"}])
+        database.execute(
+            "INSERT INTO collection_items VALUES (11, 'me', 1, 5, 3, '2020-01-01', ?)", [notes]
+        )
+        database.execute(
+            "INSERT INTO collection_items VALUES (12, 'me', 1, 6, 0, '2020-01-02', 'old text')"
+        )
+        database.execute("INSERT INTO collection_items VALUES (13, 'me', 1, 7, 0, NULL, NULL)")
+        assert create_schema(database) == SCHEMA_VERSION == 3
+        assert [name for name, *_ in _catalogue(database, "collection_items")] == [
+            name for name, _ in TABLES["collection_items"]
+        ]
+        assert database.fetchall("SELECT * FROM item_fields ORDER BY 1, 2") == [
+            (11, 1, "Mint (M)"),
+            (11, 2, "VG"),
+            (12, 0, "old text"),
+        ]
+        for table in ("pulls", "item_events", "collection_value", "market_stats", "wants"):
+            assert database.table_exists(table)
+        assert database.scalar("SELECT count(*) FROM collection") == 3
+        assert create_schema(database) == SCHEMA_VERSION  # idempotent after the migration
 
 
 # ------------------------------------------------------------------------ basic vs detailed

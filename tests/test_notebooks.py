@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from toolkit.config import ENV_FILE_VARIABLE, Settings
-from toolkit.discogs.client import RequestEvent
+from toolkit.discogs.client import DiscogsClient, RequestEvent
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import DiscogsAuthError, HTTPCacheError
 from toolkit.explore import CAPTIONS, CHARTS
+from toolkit.explore_history import HISTORY_CAPTIONS, HISTORY_CHARTS
 from toolkit.notebook import (
     NOTEBOOK_DIR,
     NOTEBOOKS,
@@ -113,7 +114,11 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
         for o in c.outputs
         if o.output_type == "error"
     ]
-    for name in [*CHARTS, "pull-timeline"]:
+    over_time = nbformat.read(written[2], as_version=4)
+    over_time_outputs = [o for c in over_time.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in over_time_outputs if o.output_type == "error"]
+    assert "pull 1 " in json.dumps(over_time_outputs)  # the history of notebook 01's pull
+    for name in [*CHARTS, *HISTORY_CHARTS, "pull-timeline"]:
         png = reports / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     for path in written:
@@ -338,6 +343,8 @@ def test_index_page_captions_every_chart_and_links_the_notebooks(tmp_path: Path)
     assert f'href="{executed[1].name}"' in page  # else the notebook itself
     for name, caption in [("pull-timeline", TIMELINE_CAPTION), *CAPTIONS.items()]:
         assert f'src="{name}.png"' in page and escape(caption) in page, name
+    for name in HISTORY_CHARTS:  # notebook 05's charts have captions too
+        assert HISTORY_CAPTIONS[name]
     assert "extra chart" in page  # an unknown chart still gets a caption
     assert page.index("pull-timeline.png") < page.index("genres_by_decade.png")
     assert "Charts (11)" in page
@@ -406,41 +413,5 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
     plt.close("all")
 
 
-@pytest.mark.slow
-def test_catalogue_notebook_charts_the_simulators_dump_beside_the_collection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Notebook 04 on the real loader's catalogue of the simulator's dump and a demo collection."""
-    import datetime as dt
-
-    import nbformat
-
-    from toolkit.catalogue import load_dumps
-    from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
-    from toolkit.collection import create_schema, load_collection
-    from toolkit.db import Database
-
-    catalogue = SimCatalogue(releases=1200, seed=2)
-    data, reports = tmp_path / "data", tmp_path / "reports"
-    load_dumps(catalogue.write_dump(tmp_path / "dump", dt.date(2020, 8, 6)), data)
-    user = catalogue.user("demo")
-    owned = sorted({item["id"] for item in user.items})
-    database = data / "collection.duckdb"
-    with Database.connect(database) as db:
-        create_schema(db)
-        load_collection(db, user.items, [catalogue.release(rid) or {} for rid in owned],
-                        username="demo")  # fmt: skip
-    monkeypatch.setenv("TOOLKIT_DATA_DIR", str(data))
-    name = "04-catalogue.ipynb"
-    assert name in NOTEBOOKS
-    [written] = run_notebooks(reports, notebooks=(name,), html=False, timeout=300)
-    executed = nbformat.read(written, as_version=4)
-    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = json.dumps([o for o in outputs if o.output_type != "display_data"])
-    assert "catalogue   1,200 releases" in text and "(dump of 2020-08-06)" in text
-    for chart in CATALOGUE_CAPTIONS:
-        assert (reports / f"{chart}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
-    page = write_index(reports, [written]).read_text(encoding="utf-8")
-    for chart, caption in CATALOGUE_CAPTIONS.items():
-        assert f'src="{chart}.png"' in page and escape(caption) in page
+from toolkit.discogs.client import DiscogsClient, RequestEvent
+from toolkit.discogs.simdata import SimCatalogue

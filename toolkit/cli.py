@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 _DEBUG_HELP = "show tracebacks on errors"
+#: The token ``pull --simulator --value`` sends to the built-in simulator, which takes any token
+#: as the collection owner's: it unlocks the owner-only value there and nowhere else.
+SIMULATOR_OWNER_TOKEN = "builtin-simulator-owner"
 
 
 def _sub_parser(
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(commands)
     _add_cache(commands)
     _add_repair(commands)
+    _add_history(commands)
     _add_serve(commands)
     _add_bench(commands)
     _add_status(commands)
@@ -185,6 +189,38 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="S",
         help="built-in simulator only: seconds each answer takes (default 0.05)",
     )
+    parser.add_argument(
+        "--simulator-epoch",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="built-in simulator only: serve the world after N changes (items added and removed, "
+        "prices moved), to see history between two pulls (default 0)",
+    )
+    extras = parser.add_argument_group("history extras (stored with the pull's history)")
+    extras.add_argument(
+        "--value",
+        action="store_true",
+        help="record the collection's value (minimum/median/maximum; needs the owner's token)",
+    )
+    extras.add_argument(
+        "--market",
+        action="store_true",
+        help="record marketplace prices of the collection's releases (one request each)",
+    )
+    extras.add_argument(
+        "--market-max",
+        type=_positive_int,
+        metavar="N",
+        help="with --market: at most N releases this run, those fetched longest ago first",
+    )
+    extras.add_argument(
+        "--currency",
+        type=_currency,
+        metavar="CUR",
+        help="with --market: prices in CUR (USD GBP EUR CAD AUD JPY CHF MXN BRL NZD SEK ZAR)",
+    )
+    extras.add_argument("--wants", action="store_true", help="sync the wantlist into 'wants'")
     parser.set_defaults(handler=_run_pull)
 
 
@@ -243,6 +279,57 @@ def _run_status(args: argparse.Namespace) -> int:
         print(format_status(read_status(storage)))
     finally:
         storage.close()
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _currency(text: str) -> str:
+    from toolkit.history import check_currency
+
+    try:
+        return str(check_currency(text))
+    except PullError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--currency ")) from None
+
+
+def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``history``: the recorded pulls and what each changed."""
+    parser = _sub_parser(
+        commands,
+        "history",
+        help="show the pulls and what each added and removed",
+        description="Show the recorded pulls (newest last): items, added, removed, requests, "
+        "value, and the items each pull added (+) and removed (-).",
+    )
+    _add_db_option(parser)
+    parser.add_argument(
+        "--limit", type=_positive_int, default=20, help="pulls to show (default 20)"
+    )
+    parser.set_defaults(handler=_run_history)
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    from toolkit.explore import connect, resolve_database
+    from toolkit.history import history_text
+
+    path = resolve_database(args.db, settings=args.settings)
+    with closing(connect(path, require_schema=True)) as db:
+        if not db.table_exists("pulls"):
+            print(f"database: {path}")
+            print("no pulls recorded yet (the next pull upgrades the database and records one)")
+            return 0
+        text = history_text(db, limit=args.limit)
+    print(f"database: {path}")
+    print(text)
     return 0
 
 
@@ -313,6 +400,7 @@ def _add_repair(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _run_pull(args: argparse.Namespace) -> int:
     from toolkit.discogs.client import DiscogsClient
     from toolkit.explore import resolve_database
+    from toolkit.history import Extras
     from toolkit.pull import PULL_CLIENT_MEMORY_ENTRIES, pull_collection, save_pull
 
     settings = _with_redis(Settings.from_env(), args)
@@ -329,14 +417,23 @@ def _run_pull(args: argparse.Namespace) -> int:
             reason = "--simulator" if args.simulator else "No DISCOGS_TOKEN or DISCOGS_API_URL set"
             rate = args.simulator_rate_limit or 60
             latency = 0.05 if args.simulator_latency is None else args.simulator_latency
-            simulator = stack.enter_context(start_simulator(rate, latency))
+            catalogue = None
+            if args.simulator_epoch:
+                from toolkit.discogs.simdata import SimCatalogue
+
+                catalogue = SimCatalogue()
+                for _ in range(args.simulator_epoch):
+                    catalogue.advance()
+            simulator = stack.enter_context(start_simulator(rate, latency, catalogue=catalogue))
+            epoch = f" (after {args.simulator_epoch} changes)" if args.simulator_epoch else ""
             print(
                 f"{reason}: pulling user {username!r} from the built-in simulator at "
-                f"{simulator.url}.",
+                f"{simulator.url}{epoch}.",
                 flush=True,
             )
             client = DiscogsClient(
-                "",
+                # --value: the built-in simulator takes any token as the owner's (not a secret).
+                SIMULATOR_OWNER_TOKEN if args.value else "",
                 base_url=simulator.url,
                 settings=settings,
                 memory_max_entries=PULL_CLIENT_MEMORY_ENTRIES,
@@ -363,7 +460,16 @@ def _run_pull(args: argparse.Namespace) -> int:
             progress=args.progress,
             per_page=min(args.per_page, 100),
             settings=settings,
+            extras=Extras(
+                value=args.value,
+                market=args.market,
+                market_max=args.market_max,
+                currency=args.currency,
+                wants=args.wants,
+            ),
         )
+    for notice in report.notices:
+        print(f"discogs-toolkit: {notice}", file=sys.stderr)
     print(report.as_table())
     print(f"database: {db_path}")
     for line in report.malformed_items:
@@ -508,6 +614,20 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME=ITEMS",
         help="add a user with ITEMS collection items (repeatable; 'demo' always exists)",
     )
+    parser.add_argument(
+        "--epoch",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="serve the world after N changes (items added and removed, prices moved)",
+    )
+    parser.add_argument(
+        "--value-currency",
+        type=_currency,
+        default="USD",
+        metavar="CUR",
+        help="the currency (and format) of every user's collection value (default USD)",
+    )
     parser.set_defaults(handler=_run_serve)
 
 
@@ -523,6 +643,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         for spec in args.user:
             name, _, items = spec.partition("=")
             catalogue.user(name, items=int(items or 100))
+        for _ in range(args.epoch):
+            catalogue.advance()
+        for user in catalogue.users.values():
+            user.currency = args.value_currency
         faults = FaultPlan(error_rate=args.error_rate, reset_rate=args.reset_rate)
         simulator = DiscogsSimulator(
             catalogue,

@@ -48,6 +48,7 @@ __all__ = [
     "DiscogsUnavailableError",
     "DumpError",
     "HTTPCacheError",
+    "MoneyFormatError",
     "PullError",
     "QueryError",
     "ReadOnlyError",
@@ -186,3 +187,7 @@ class DumpError(ToolkitError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class MoneyFormatError(ToolkitError, ValueError):
+    """A formatted amount (``"£2.50"``) whose currency or number could not be read."""

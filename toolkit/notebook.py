@@ -88,6 +88,7 @@ def open_source(
     simulator_rate_limit: int = 600,
     simulator_latency: float = 0.0,
     settings: Settings | None = None,
+    simulator_epoch: int = 0,
 ) -> PullSource:
     """A client for the real API (token or ``DISCOGS_API_URL`` set, or ``api_url`` given) or the simulator.
 
@@ -95,7 +96,8 @@ def open_source(
     simulator, ``simulator_items`` creates a user of that size (default: ``demo``, whose ~1,000
     items are the real releases of the bundled dump sample).
     On a real server with a token, ``username=None`` means the token's owner. The description
-    never contains the token.
+    never contains the token. ``simulator_epoch`` serves the simulated world after that many
+    changes (:meth:`~toolkit.discogs.simdata.SimCatalogue.advance`), as ``pull --simulator-epoch``.
     """
     from toolkit.discogs.client import DiscogsClient
 
@@ -107,6 +109,8 @@ def open_source(
             from toolkit.discogs.simdata import DEMO_USER, SimCatalogue
 
             catalogue = SimCatalogue()
+            for _ in range(simulator_epoch):
+                catalogue.advance()
             name = username or (DEMO_USER if simulator_items is None else "notebook")
             if simulator_items is not None:
                 catalogue.user(name, items=simulator_items)
@@ -156,6 +160,7 @@ def run_pull(
     concurrency: int | None = None,
     progress: bool = True,
     settings: Settings | None = None,
+    simulator_epoch: int = 0,
 ) -> PullReport:
     """Notebook 01's pull: open the source (:func:`open_source`), say where from and to, pull, close.
 
@@ -175,6 +180,7 @@ def run_pull(
         simulator_rate_limit=simulator_rate_limit,
         simulator_latency=simulator_latency,
         settings=settings,
+        simulator_epoch=simulator_epoch,
     ) as source:
         print(f"source:   {source.description}")
         print(f"database: {db_path}")

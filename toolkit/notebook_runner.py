@@ -39,6 +39,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "01-pull-collection.ipynb",
     "02-explore-collection.ipynb",
     "04-catalogue.ipynb",
+    "05-collection-over-time.ipynb",
 )
 
 
@@ -165,6 +166,7 @@ def _captions() -> dict[str, str]:
     from toolkit.budget.monitor import BUDGET_CAPTION
     from toolkit.catalogue.explore import CAPTIONS as CATALOGUE_CAPTIONS
     from toolkit.explore import CAPTIONS
+    from toolkit.explore_history import HISTORY_CAPTIONS
     from toolkit.notebook import TIMELINE_CAPTION
 
     return {
@@ -172,6 +174,7 @@ def _captions() -> dict[str, str]:
         "budget-windows": BUDGET_CAPTION,
         **CAPTIONS,
         **CATALOGUE_CAPTIONS,
+        **HISTORY_CAPTIONS,
     }
 
 

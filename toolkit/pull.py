@@ -55,6 +55,7 @@ from toolkit.errors import (
     PullError,
     TaskTimeoutError,
 )
+from toolkit.history import Extras, current_items, finish_pull, pull_extras, record_pull
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +136,14 @@ class PullReport:
     limiter_wait_seconds: float = 0.0
     #: One line per collection item the loader refused (where it was and what was wrong with it).
     malformed_items: tuple[str, ...] = ()
+    #: The ``pulls`` row of this pull and the items it found added (history, toolkit.history).
+    pull_id: int | None = None
+    items_added: int = 0
+    #: What ``--wants`` and ``--market`` did: wants stored, marketplace requests sent.
+    wants: int | None = None
+    market_requests: int = 0
+    #: One-line messages about the extras (e.g. that the value needs the owner's token).
+    notices: tuple[str, ...] = ()
     timeline: tuple[RequestEvent, ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -173,6 +182,7 @@ class PullReport:
         data = self.as_dict()
         del data["items_malformed"]
         data["malformed_items"] = list(self.malformed_items)
+        data["notices"] = list(self.notices)
         data["timeline"] = [
             [e.started, e.finished, e.path, e.status, e.from_cache] for e in self.timeline
         ]
@@ -189,9 +199,10 @@ class PullReport:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         events = tuple(RequestEvent(*row) for row in data.pop("timeline", []))
         malformed = tuple(str(line) for line in data.pop("malformed_items", []))
+        notices = tuple(str(line) for line in data.pop("notices", []))
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
-        return cls(**values, malformed_items=malformed, timeline=events)
+        return cls(**values, malformed_items=malformed, notices=notices, timeline=events)
 
     def timeline_frame(self) -> pd.DataFrame:
         """The request timeline: one row per request with start/finish seconds from the first one."""
@@ -211,7 +222,7 @@ class PullReport:
 
 
 #: Fields left out of :meth:`PullReport.as_dict` (saved with the report all the same).
-_DETAILED = frozenset({"timeline", "malformed_items"})
+_DETAILED = frozenset({"timeline", "malformed_items", "notices"})
 
 
 def _fmt(value: object) -> str:
@@ -588,6 +599,7 @@ def pull_collection(
     max_age: float | None = None,
     batch_size: int = 50,
     settings: Settings | None = None,
+    extras: Extras | None = None,
 ) -> PullReport:
     """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
 
@@ -612,6 +624,9 @@ def pull_collection(
 
     Interrupted (Ctrl-C) it writes every release already received before re-raising; after a
     ``kill -9`` the next pull re-lists the pages but refetches no release stored or cached.
+
+    Every pull is recorded (``pulls``, ``item_events``; see :mod:`toolkit.history`) and updates
+    the custom fields; ``extras`` adds the collection value, the wantlist and marketplace prices.
     """
     config = settings if settings is not None else Settings()
     workers = concurrency if concurrency is not None else config.concurrency_max_tasks
@@ -645,6 +660,7 @@ def pull_collection(
                 batch_size=max(1, batch_size),
                 retries=attempts,
                 timeout=_attempt_timeout(config, client),
+                extras=extras if extras is not None else Extras(),
             )
     finally:
         if own_db:
@@ -667,9 +683,11 @@ def _pull(
     batch_size: int,
     retries: int,
     timeout: float,
+    extras: Extras,
 ) -> PullReport:
     started = time.monotonic()
-    before = _stats_dict(client)
+    started_at = _now()
+    stats_before = _stats_dict(client)
 
     def get_page(page: int) -> Mapping[str, Any]:
         return client.get_collection_page(
@@ -683,6 +701,7 @@ def _pull(
     with ThreadPoolExecutor(1, thread_name_prefix="pull-page-1") as one:
         asked = one.submit(get_page, 1)
         create_schema(db)
+        before = current_items(db, username, folder_id)
         fresh_since = None if max_age is None else _now() - timedelta(seconds=max_age)
         known = known_release_ids(db, fresh_since=fresh_since) | permanent_failure_ids(db)
         # A release that failed before may sit in the HTTP cache in a form the loader rejected:
@@ -773,9 +792,33 @@ def _pull(
         if not clean and not isinstance(failure, DatabaseError):
             fetcher.salvage()
 
+    # History: the pull and what it changed, then the extras (they belong to this pull).
+    counted = _stats_dict(client)
+    listing_complete = pages_failed == 0 and not malformed
+    record = record_pull(
+        db,
+        username=username,
+        folder_id=folder_id,
+        started_at=started_at,
+        before=before,
+        listed=seen,
+        listing_complete=listing_complete,
+        requests=int(
+            counted.get("network_requests", 0.0) - stats_before.get("network_requests", 0.0)
+        ),
+        rate_limited=int(counted.get("rate_limited", 0.0) - stats_before.get("rate_limited", 0.0)),
+        complete=listing_complete and fetcher.failed == 0,
+    )
+    done = pull_extras(
+        client, db, username, record.pull_id, extras, workers=workers, known_releases=known
+    )
+
     after = _stats_dict(client)
-    delta = {name: after[name] - before.get(name, 0.0) for name in after}
+    delta = {name: after[name] - stats_before.get(name, 0.0) for name in after}
     network = int(delta.get("network_requests", 0))
+    finish_pull(
+        db, record.pull_id, requests=network, rate_limited=int(delta.get("rate_limited", 0))
+    )
     limiter = client.limiter
     limit, window = int(limiter.limit), float(limiter.window)
     timeline = tuple(e for e in client.timeline() if e.started >= started)
@@ -800,5 +843,10 @@ def _pull(
         rate_window=window,
         limiter_wait_seconds=delta.get("limiter_wait_seconds", 0.0),
         malformed_items=tuple(malformed),
+        pull_id=record.pull_id,
+        items_added=record.added,
+        wants=done.wants,
+        market_requests=done.market_requests,
+        notices=tuple(done.notices),
         timeline=timeline,
     )

@@ -21,9 +21,10 @@ from toolkit.collection.parsing import (
     parse_basic,
     parse_id,
     parse_item,
+    parse_item_fields,
     parse_release,
 )
-from toolkit.collection.schema import CHILD_TABLES, SCHEMA, TABLES
+from toolkit.collection.schema import CHILD_TABLES, SCHEMA, TABLES, quote_name
 from toolkit.db import Database
 from toolkit.errors import CollectionDataError, DatabaseError
 
@@ -129,11 +130,13 @@ def _write(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
 
 def _insert(db: Database, table: str, rows: list[tuple[Any, ...]]) -> None:
     names = [name for name, _ in TABLES[table]]
-    columns = ", ".join(names)
+    columns = ", ".join(quote_name(n) for n in names)
     conflict = ""
     if table in _KEYS:
         key, condition = _KEYS[table], _UPSERT_WHEN.get(table)
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+        updates = ", ".join(
+            f"{quote_name(n)} = excluded.{quote_name(n)}" for n in names if n != key
+        )
         where = f" WHERE {condition}" if condition else ""
         conflict = f" ON CONFLICT ({key}) DO UPDATE SET {updates}{where}"
     if db.engine == "sqlite":
@@ -186,10 +189,12 @@ def load_collection(
             except BadValue as exc:
                 raise data_error(f"{where}.{exc.field} (release {rid})", exc.message) from None
         item_rows: dict[int, tuple[Any, ...]] = {}
+        field_rows: dict[int, list[tuple[Any, ...]]] = {}
         basics: dict[int, tuple[Mapping[str, Any], str]] = {}
         for index, item in enumerate(items):
             row, basic = parse_item(index, item, username)
             item_rows[row[0]] = row
+            field_rows[row[0]] = parse_item_fields(index, item, row[0])
             if row[3] not in unique:
                 basics[row[3]] = (basic, f"items[{index}].basic_information")
         parsed_basics = {
@@ -210,6 +215,7 @@ def load_collection(
             rows: dict[str, list[tuple[Any, ...]]] = {
                 "releases": out.releases,
                 "collection_items": list(item_rows.values()),
+                "item_fields": [row for rows_ in field_rows.values() for row in rows_],
                 "release_artists": out.artists,
                 "release_labels": out.labels,
                 "release_genres": out.genres,
@@ -219,6 +225,13 @@ def load_collection(
                 "artists": list(out.artist_names.items()),
                 "labels": list(out.label_names.items()),
             }
+            if item_rows:
+                # An item's fields are replaced whole: a field cleared on Discogs goes here too.
+                with db.temp_table("_tk_items", _ids_frame(db, item_rows, "instance_id")):
+                    db.execute(
+                        "DELETE FROM item_fields "
+                        "WHERE instance_id IN (SELECT instance_id FROM _tk_items)"
+                    )
             replaced = [row[0] for row in out.releases]
             with db.temp_table("_tk_ids", _ids_frame(db, replaced)):
                 for table in CHILD_TABLES:
@@ -264,6 +277,11 @@ def remove_missing_items(
     with db.transaction(), db.temp_table("_tk_keep", keep):
         doomed = int(db.scalar(f"SELECT count(*) FROM collection_items WHERE {condition}", params))
         if doomed:
+            db.execute(
+                "DELETE FROM item_fields WHERE instance_id IN "
+                f"(SELECT instance_id FROM collection_items WHERE {condition})",
+                params,
+            )
             db.execute(f"DELETE FROM collection_items WHERE {condition}", params)
     return doomed
 

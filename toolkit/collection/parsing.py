@@ -22,6 +22,7 @@ __all__ = [
     "parse_basic",
     "parse_id",
     "parse_item",
+    "parse_item_fields",
     "parse_release",
 ]
 
@@ -358,7 +359,6 @@ def parse_item(
         raise data_error(
             where, f"id {raw_id!r} differs from basic_information.id {basic.get('id')!r}"
         )
-    notes = item.get("notes")
     try:
         folder_id = _opt_big(item.get("folder_id"), "folder_id")
         rating = _opt_int(item.get("rating"), "rating")
@@ -373,9 +373,34 @@ def parse_item(
         release_id,
         rating,
         _text(item.get("date_added")),
-        None if notes is None or notes == [] else _text(notes),
     )
     return row, basic
+
+
+def parse_item_fields(
+    index: int, item: Mapping[str, Any], instance_id: int
+) -> list[tuple[Any, ...]]:
+    """An item's custom fields (the API's ``notes``: ``[{field_id, value}]``) as ``item_fields`` rows.
+
+    Blank values are left out (Discogs shows them as unset); ``notes`` that is not a list (an old
+    free-text note) is kept whole as field 0, so nothing the user wrote is lost.
+    """
+    where = f"items[{index}].notes"
+    notes = item.get("notes")
+    if notes is None or notes == "" or notes == []:
+        return []
+    if not isinstance(notes, list):
+        return [(instance_id, 0, _text(notes))]
+    rows: dict[int, tuple[Any, ...]] = {}
+    for position, note in enumerate(notes):
+        note = as_mapping(note, f"{where}[{position}]")
+        field_id = parse_id(
+            note.get("field_id"), f"{where}[{position}].field_id (instance {instance_id})"
+        )
+        value = _text(note.get("value"))
+        if value is not None:
+            rows[field_id] = (instance_id, field_id, value)
+    return list(rows.values())
 
 
 def parse_basic(rid: int, basic: Mapping[str, Any], where: str) -> Rows:

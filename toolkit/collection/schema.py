@@ -6,7 +6,7 @@ builds can never disagree on a column's name, order or type.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -27,11 +27,12 @@ __all__ = [
     "create_schema",
     "create_table_sql",
     "missing_tables",
+    "quote_name",
     "repair_schema",
     "schema_version",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,6 @@ SCHEMA: tuple[Table, ...] = (
             _c("release_id", _BIG, True),
             _c("rating", _INT),
             _c("date_added", _TXT),
-            _c("notes", _TXT),
         ),
         key="instance_id",
         indexes=(
@@ -198,6 +198,94 @@ SCHEMA: tuple[Table, ...] = (
         key="release_id",
         since=2,
     ),
+    # History (version 3): every pull, what it changed, and the value, prices and wants it saw.
+    Table(
+        "pulls",
+        (
+            _c("pull_id", _BIG),
+            _c("username", _TXT, True),
+            _c("folder_id", _BIG, True),
+            _c("started_at", _TS, True),
+            _c("finished_at", _TS),
+            _c("items", _INT),
+            _c("added", _INT),
+            _c("removed", _INT),
+            _c("requests", _INT),
+            _c("rate_limited", _INT),
+            _c("complete", _BOOL),
+        ),
+        key="pull_id",
+        since=3,
+    ),
+    Table(
+        "item_events",
+        (
+            _c("pull_id", _BIG, True),
+            _c("instance_id", _BIG, True),
+            _c("release_id", _BIG, True),
+            _c("event", _TXT, True),
+            _c("at", _TS, True),
+        ),
+        indexes=(Index("ix_item_events_pull", ("pull_id",)),),
+        since=3,
+    ),
+    Table(
+        "collection_value",
+        (
+            _c("pull_id", _BIG),
+            _c("at", _TS, True),
+            _c("currency", _TXT, True),
+            _c("minimum", _DBL),
+            _c("median", _DBL),
+            _c("maximum", _DBL),
+        ),
+        key="pull_id",
+        since=3,
+    ),
+    Table(
+        "market_stats",
+        (
+            _c("release_id", _BIG, True),
+            _c("at", _TS, True),
+            _c("currency", _TXT),
+            _c("lowest_price", _DBL),
+            _c("num_for_sale", _INT),
+            _c("blocked_from_sale", _BOOL),
+        ),
+        indexes=_by_release("market_stats"),
+        since=3,
+    ),
+    Table(
+        "wants",
+        (
+            _c("username", _TXT, True),
+            _c("release_id", _BIG, True),
+            _c("date_added", _TXT),
+            _c("rating", _INT),
+            _c("notes", _TXT),
+        ),
+        indexes=(Index("ix_wants_user", ("username", "release_id")),),
+        since=3,
+    ),
+    Table(
+        "collection_fields",
+        (
+            _c("username", _TXT, True),
+            _c("field_id", _BIG, True),
+            _c("name", _TXT),
+            _c("type", _TXT),
+            _c("options", _TXT),
+            _c("position", _INT),
+            _c("public", _BOOL),
+        ),
+        since=3,
+    ),
+    Table(
+        "item_fields",
+        (_c("instance_id", _BIG, True), _c("field_id", _BIG, True), _c("value", _TXT)),
+        indexes=(Index("ix_item_fields_instance", ("instance_id",)),),
+        since=3,
+    ),
 )
 
 _BY_NAME = {table.name: table for table in SCHEMA}
@@ -224,6 +312,14 @@ _VERSION_TABLE = "schema_version"
 #: Names only a toolkit database has; one of them (and another of ours) marks a file as one.
 _DISTINCTIVE = frozenset({*CHILD_TABLES, "collection_items", "pull_failures"}) - {"tracks"}
 _VIEW_NAME = "collection"
+#: Each item's custom fields by name (long form: one row per item and field that has a value).
+_FIELDS_VIEW_NAME = "item_fields_named"
+_FIELDS_VIEW = """CREATE VIEW item_fields_named AS
+SELECT ci.instance_id, ci.username, ci.release_id, f.field_id,
+    COALESCE(cf.name, 'Field ' || CAST(f.field_id AS VARCHAR)) AS name, f.value
+FROM item_fields f
+JOIN collection_items ci ON ci.instance_id = f.instance_id
+LEFT JOIN collection_fields cf ON cf.username = ci.username AND cf.field_id = f.field_id"""
 
 
 def _sql_type(kind: pa.DataType, engine: Engine) -> str:
@@ -233,11 +329,20 @@ def _sql_type(kind: pa.DataType, engine: Engine) -> str:
     raise TypeError(f"no SQL type declared for Arrow type {kind}")  # a SCHEMA typo, not user input
 
 
+#: Column names DuckDB's parser reserves: quoted wherever the toolkit writes them (``"at"``).
+RESERVED_NAMES = frozenset({"at"})
+
+
+def quote_name(name: str) -> str:
+    """``name`` as an SQL identifier: double-quoted when DuckDB reserves it, else as is."""
+    return f'"{name}"' if name in RESERVED_NAMES else name
+
+
 def create_table_sql(table: Table, engine: Engine) -> str:
     """``CREATE TABLE`` for ``table`` on ``engine``."""
     parts = []
     for column in table.columns:
-        part = f"{column.name} {_sql_type(column.type, engine)}"
+        part = f"{quote_name(column.name)} {_sql_type(column.type, engine)}"
         if column.name == table.key:
             part += " PRIMARY KEY"
         elif column.not_null:
@@ -247,8 +352,53 @@ def create_table_sql(table: Table, engine: Engine) -> str:
 
 
 def _migration(engine: Engine, version: int) -> tuple[str, ...]:
-    """The statements that bring a database from ``version - 1`` to ``version``."""
+    """The ``CREATE TABLE`` statements that bring a database from ``version - 1`` to ``version``."""
     return tuple(create_table_sql(t, engine) for t in SCHEMA if t.since == version)
+
+
+def _columns(db: Database, table: str) -> list[str]:
+    if db.engine == "sqlite":
+        return [str(row[1]) for row in db.fetchall(f"PRAGMA table_info({table})")]
+    rows = db.fetchall(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
+        [table],
+    )
+    return [str(name) for (name,) in rows]
+
+
+def _notes_to_item_fields(db: Database) -> None:
+    """Version 3: move the JSON text of ``collection_items.notes`` into ``item_fields`` rows and
+    drop the column (a note that is not a ``[{field_id, value}]`` list is kept as field 0)."""
+    import json
+
+    if "notes" not in _columns(db, "collection_items"):
+        return  # created by version 3's declaration already
+    rows: list[tuple[int, int, str | None]] = []
+    for instance_id, text in db.fetchall(
+        "SELECT instance_id, notes FROM collection_items WHERE notes IS NOT NULL"
+    ):
+        try:
+            notes = json.loads(text)
+        except ValueError:
+            notes = None
+        if not isinstance(notes, list):
+            rows.append((int(instance_id), 0, str(text)))
+            continue
+        for note in notes:
+            if isinstance(note, dict) and str(note.get("field_id", "")).isdigit():
+                value = note.get("value")
+                text_value = None if value in (None, "") else str(value)
+                rows.append((int(instance_id), int(note["field_id"]), text_value))
+    if rows:
+        db.executemany(
+            "INSERT INTO item_fields (instance_id, field_id, value) VALUES (?, ?, ?)", rows
+        )
+    db.execute("ALTER TABLE collection_items DROP COLUMN notes")
+
+
+#: Data steps of a version, run after its tables are created (inside the migration transaction).
+_DATA_STEPS: dict[int, Callable[[Database], None]] = {3: _notes_to_item_fields}
 
 
 def _index_sql(engine: Engine) -> Iterator[str]:
@@ -295,7 +445,7 @@ SELECT ci.instance_id, ci.username, ci.folder_id, ci.release_id, ci.rating, ci.d
     aa.artists, r.title, la.labels, ca.catnos, r.year, r.country, r.released,
     ga.genres, sa.styles, fa.formats, r.master_id, r.status, r.data_quality,
     r.lowest_price, r.num_for_sale, r.community_have, r.community_want,
-    r.community_rating_average, r.community_rating_count, ci.notes, r.fetched_at
+    r.community_rating_average, r.community_rating_count, r.fetched_at
 FROM collection_items ci
 LEFT JOIN releases r ON r.release_id = ci.release_id
 LEFT JOIN artist_agg aa ON aa.release_id = ci.release_id
@@ -386,8 +536,9 @@ def create_schema(db: Database) -> int:
     Conventions: multi-value fields are rows (one genre per row, never split on commas); year 0
     ("unknown" on Discogs) is NULL; in ``release_artists`` ``role IS NULL`` marks the release's
     main artists while credits (``extraartists``) carry their role text; ``position`` orders
-    artists and formats; ``release_formats.descriptions`` and ``collection_items.notes`` hold the
-    API's list as JSON text; ``tracks.sequence`` is the index in the tracklist (heading rows are
+    artists and formats; ``release_formats.descriptions`` holds the API's list as JSON text;
+    an item's custom fields (the API's ``notes``) are ``item_fields`` rows, named by the
+    ``item_fields_named`` view; ``tracks.sequence`` is the index in the tracklist (heading rows are
     kept, their empty position stored as NULL); ``fetched_at`` is naive UTC (TIMESTAMP on
     DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known only from
     a collection page's ``basic_information``. Empty strings from the API are stored as NULL.
@@ -400,18 +551,24 @@ def create_schema(db: Database) -> int:
                 f"toolkit's {SCHEMA_VERSION}: upgrade discogs-toolkit"
             )
         check_schema(db, view=False)  # the view is recreated below anyway
+        # Views first: a migration may drop a column they name.
+        db.execute(f"DROP VIEW IF EXISTS {_FIELDS_VIEW_NAME}")
+        db.execute(f"DROP VIEW IF EXISTS {_VIEW_NAME}")
         if current == 0:
             db.execute(f"CREATE TABLE {_VERSION_TABLE} (version INTEGER NOT NULL)")
             db.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (0)")
         for version in range(current + 1, SCHEMA_VERSION + 1):
             for statement in _migration(db.engine, version):
                 db.execute(statement)
+            step = _DATA_STEPS.get(version)
+            if step is not None and current > 0:
+                step(db)
         if current != SCHEMA_VERSION:
             db.execute(f"UPDATE {_VERSION_TABLE} SET version = ?", [SCHEMA_VERSION])
         for statement in _index_sql(db.engine):
             db.execute(statement)
-        db.execute(f"DROP VIEW IF EXISTS {_VIEW_NAME}")
         db.execute(_view_sql(db.engine))
+        db.execute(_FIELDS_VIEW)
     return SCHEMA_VERSION
 
 

@@ -85,6 +85,20 @@ def _folders_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _wants_problem(data: dict[str, Any]) -> str | None:
+    if not isinstance(data.get("wants"), list):
+        return f"expected a 'wants' list, got {_type_name(data.get('wants'))}"
+    if not isinstance(data.get("pagination"), dict):
+        return "no 'pagination' object"
+    return None
+
+
+def _fields_problem(data: dict[str, Any]) -> str | None:
+    if not isinstance(data.get("fields"), list):
+        return f"expected a 'fields' list, got {_type_name(data.get('fields'))}"
+    return None
+
+
 def _page_problem(data: dict[str, Any]) -> str | None:
     pagination = data.get("pagination")
     if not isinstance(pagination, dict) or not isinstance(pagination.get("pages"), int):
@@ -410,18 +424,34 @@ class DiscogsClient:
             f"/releases/{int(release_id)}", refresh=refresh, check=_release_problem
         )
 
-    def get_collection_value(self, username: str) -> dict[str, Any]:
-        """``GET /users/{username}/collection/value``: minimum/median/maximum value (owner only)."""
-        return self._get_object(f"/users/{quote(username, safe='')}/collection/value")
+    def get_collection_value(self, username: str, *, refresh: bool = False) -> dict[str, Any]:
+        """``GET /users/{username}/collection/value``: minimum/median/maximum value (owner only).
 
-    def get_wants(self, username: str, page: int = 1, per_page: int = 100) -> dict[str, Any]:
+        ``refresh=True`` asks the server (a pull records the value of the day, not a cached one).
+        """
+        path = f"/users/{quote(username, safe='')}/collection/value"
+        return self._get_object(path, refresh=refresh)
+
+    def get_wants(
+        self, username: str, page: int = 1, per_page: int = 100, *, refresh: bool = False
+    ) -> dict[str, Any]:
         """``GET /users/{username}/wants``: one page of the wantlist."""
         params: dict[str, str | int] = {"page": page, "per_page": per_page}
-        return self._get_object(f"/users/{quote(username, safe='')}/wants", params)
+        path = f"/users/{quote(username, safe='')}/wants"
+        return self._get_object(path, params, refresh=refresh, check=_wants_problem)
 
-    def get_marketplace_stats(self, release_id: int) -> dict[str, Any]:
-        """``GET /marketplace/stats/{id}``: lowest price and number for sale."""
-        return self._get_object(f"/marketplace/stats/{int(release_id)}")
+    def get_collection_fields(self, username: str) -> dict[str, Any]:
+        """``GET /users/{username}/collection/fields``: ``{"fields": [...]}`` (non-owners: public)."""
+        path = f"/users/{quote(username, safe='')}/collection/fields"
+        return self._get_object(path, check=_fields_problem)
+
+    def get_marketplace_stats(
+        self, release_id: int, *, currency: str | None = None, refresh: bool = False
+    ) -> dict[str, Any]:
+        """``GET /marketplace/stats/{id}``: lowest price and number for sale (``currency``:
+        ``curr_abbr``, one of Discogs' twelve; tokenless calls get USD)."""
+        params: dict[str, str | int] | None = None if currency is None else {"curr_abbr": currency}
+        return self._get_object(f"/marketplace/stats/{int(release_id)}", params, refresh=refresh)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.discogs.demo_collection import demo_items, split_wantlist
+from toolkit.money import format_money
 
 __all__ = [
     "API_ROOT",
@@ -59,6 +60,18 @@ _CONDITIONS = (
     "Very Good (VG)",
     "Good Plus (G+)",
 )
+#: Grades the demo owner uses too (toolkit.discogs.demo_collection), best first.
+_MEDIA_GRADES = ("Good (G)",)
+_MEDIA_ORDER = (
+    "Mint (M)", "Near Mint (NM or M-)", "Very Good Plus (VG+)", "Very Good (VG)",
+    "Good Plus (G+)", "Good (G)",
+)  # fmt: skip
+#: The simulator's exchange rates from USD and the decimals each currency's prices carry.
+_RATES: dict[str, tuple[float, int]] = {
+    "USD": (1.0, 2), "GBP": (0.79, 2), "EUR": (0.92, 2), "CAD": (1.36, 2), "AUD": (1.52, 2),
+    "JPY": (151.0, 0), "CHF": (0.88, 2), "MXN": (17.1, 2), "BRL": (5.05, 2), "NZD": (1.66, 2),
+    "SEK": (10.6, 2), "ZAR": (18.4, 2),
+}  # fmt: skip
 _NOTE_TEXTS = ("first pressing", "signed", "gift", "bought at a fair", "needs cleaning", "sealed")
 _CONTRIBUTORS = ("memory", "vargind", "alistairk", "hog", "rwrackham", "jan_marian", "djcarbines")
 _WEIGHT = {"Vinyl": 230, "CD": 85, "Cassette": 60, "CDr": 85, "File": 0, "DVD": 90, "Box Set": 400}
@@ -429,6 +442,41 @@ class SimUser:
             "num_collection": len(self.items),
             "num_wantlist": len(self.wants),
         }
+
+    # ---- history: custom fields, currency, changes between pulls ---------------------------
+
+    #: The currency of the user's collection value (its format follows, see toolkit.money).
+    currency: str = "USD"
+
+    def collection_fields(self) -> list[_JSON]:
+        """The /users/{u}/collection/fields list: Discogs' three default fields."""
+        options = sorted({*_CONDITIONS, *_MEDIA_GRADES}, key=_MEDIA_ORDER.index)
+        return [
+            {"id": 1, "name": "Media Condition", "type": "dropdown", "options": options,
+             "public": True, "position": 1},
+            {"id": 2, "name": "Sleeve Condition", "type": "dropdown", "options": options,
+             "public": True, "position": 2},
+            {"id": 3, "name": "Notes", "type": "textarea", "lines": 3, "public": True,
+             "position": 3},
+        ]  # fmt: skip
+
+    def change(self, seed: int, *, add: int = 0, remove: int = 0) -> tuple[list[int], list[int]]:
+        """Between two pulls: remove ``remove`` items and add ``add`` newer ones, drop a want and
+        want a release not owned, all seeded. Returns (added, removed) instance ids."""
+        rng = random.Random(f"discogs-sim/{self.catalogue.seed}/change/{self.name}/{seed}")
+        with self._lock:
+            doomed = rng.sample(
+                [it["instance_id"] for it in self.items], min(remove, len(self.items))
+            )
+            self.remove_items(doomed)
+            added = [it["instance_id"] for it in self._add(add, spread=dt.timedelta(days=30))]
+            if self.wants:
+                self.wants.pop(rng.randrange(len(self.wants)))
+            held = {it["id"] for it in self.items} | {w["id"] for w in self.wants}
+            spare = [r for r in self.catalogue._sample_ids(rng, 50) if r not in held]
+            if spare:
+                self.wants.append(self._want(spare[0]))
+        return added, doomed
 
 
 class SimCatalogue:
@@ -809,6 +857,62 @@ class SimCatalogue:
             med += base * 1.6
             high += base * 3.1
         return {"minimum": _money(low), "median": _money(med), "maximum": _money(high)}
+
+    # ---- history: prices that move, currencies -------------------------------------------
+
+    #: How many times :meth:`advance` ran: prices and collections move with it.
+    epoch: int = 0
+
+    def price_factor(self, release_id: int) -> float:
+        """How far a release's prices moved from its base by now (1.0 before any :meth:`advance`)."""
+        if self.epoch == 0:
+            return 1.0
+        rng = random.Random(f"discogs-sim/{self.seed}/price/{self.epoch}/{release_id}")
+        return rng.uniform(0.75, 1.4)
+
+    def advance(self, seed: int | None = None) -> dict[str, tuple[list[int], list[int]]]:
+        """Move the world on between two pulls: prices change and every user adds and removes a
+        few items (about 1% each way, at least one) and one want. Deterministic from ``seed``
+        (default: the new epoch). Returns (added, removed) instance ids per user."""
+        with self._lock:
+            self.epoch += 1
+            key = self.epoch if seed is None else seed
+            changes = {}
+            for name, user in self._users.items():
+                n = max(1, len(user.items) // 100)
+                changes[name] = user.change(key, add=n + 1, remove=n)
+            return changes
+
+    def market_stats(self, release_id: int, currency: str = "USD") -> _JSON | None:
+        """:meth:`marketplace_stats` with moved prices, in ``currency`` (one of toolkit.money's)."""
+        stats = self.marketplace_stats(release_id)
+        if stats is None or stats["lowest_price"] is None:
+            return stats
+        rate, decimals = _RATES.get(currency, _RATES["USD"])
+        code = currency if currency in _RATES else "USD"
+        value = round(
+            stats["lowest_price"]["value"] * self.price_factor(release_id) * rate, decimals
+        )
+        stats["lowest_price"] = {"currency": code, "value": value}
+        return stats
+
+    def user_value(self, user: SimUser) -> dict[str, str]:
+        """/users/{u}/collection/value in the user's currency and format, with moved prices."""
+        low = med = high = 0.0
+        for item in user.items:
+            full = self._full(item["id"])
+            price = full.get("lowest_price") if full else None
+            base = (float(price) if price is not None else 2.0) * self.price_factor(item["id"])
+            low += base
+            med += base * 1.6
+            high += base * 3.1
+        rate, _ = _RATES.get(user.currency, _RATES["USD"])
+        code = user.currency if user.currency in _RATES else "USD"
+        return {
+            "minimum": format_money(low * rate, code),
+            "median": format_money(med * rate, code),
+            "maximum": format_money(high * rate, code),
+        }
 
     def genre_counts(self, release_ids: Iterable[int] | None = None) -> dict[str, int]:
         """How many releases carry each genre (over ``release_ids``, default all): for tests and notebooks."""

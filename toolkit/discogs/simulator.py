@@ -61,6 +61,7 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("collection_release", re.compile(r"^/users/(?P<user>[^/]+)/collection/releases/(?P<id>\d+)$")),
     ("value", re.compile(r"^/users/(?P<user>[^/]+)/collection/value$")),
     ("wants", re.compile(r"^/users/(?P<user>[^/]+)/wants$")),
+    ("fields", re.compile(r"^/users/(?P<user>[^/]+)/collection/fields$")),
 ]
 
 
@@ -149,7 +150,7 @@ class SimStats:
     """A snapshot of the simulator's counters since start or :meth:`DiscogsSimulator.reset_counters`.
 
     ``by_kind`` keys: release, collection, collection_release, folders, folder, user, identity,
-    value, wants, marketplace, other. ``faults`` keys: error, reset, malformed, slow, storm.
+    value, wants, fields, marketplace, other. ``faults`` keys: error, reset, malformed, slow, storm.
     ``connections`` counts accepted TCP connections (keep-alive reuse keeps it low).
     """
 
@@ -403,7 +404,9 @@ class DiscogsSimulator:
                 return _message(404, MSG_RELEASE_NOT_FOUND)
             return _Response(200, None, raw)
         if kind == "marketplace":
-            stats = catalogue.marketplace_stats(int(params["id"]))
+            # Tokenless calls get USD whatever they ask, as on Discogs.
+            currency = dict(query).get("curr_abbr", "USD") if token is not None else "USD"
+            stats = catalogue.market_stats(int(params["id"]), currency.upper())
             if stats is None:
                 return _message(404, MSG_RELEASE_NOT_FOUND)
             return _Response(200, stats)
@@ -433,7 +436,12 @@ class DiscogsSimulator:
             return _Response(200, {"folders": folders})
         if kind == "value":
             denied = self._owner(token, user)
-            return denied or _Response(200, catalogue.collection_value(user))
+            return denied or _Response(200, catalogue.user_value(user))
+        if kind == "fields":
+            fields = user.collection_fields()
+            if self._owner(token, user) is not None:
+                fields = [f for f in fields if f["public"]]
+            return _Response(200, {"fields": fields})
         if kind == "wants":
             return self._page(user.wants, "wants", query, f"/users/{user.name}/wants")
         if kind == "collection_release":
