@@ -14,8 +14,8 @@ from toolkit.cli import main
 from toolkit.collection import create_schema
 from toolkit.config import Settings
 from toolkit.db import Database
-from toolkit.discogs.simdata import SimCatalogue, SimUser
 from toolkit.discogs.client import DiscogsClient
+from toolkit.discogs.simdata import SimCatalogue, SimUser
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import MoneyFormatError
 from toolkit.history import (
