@@ -31,16 +31,19 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = 2
+# details-from (catalogue source): version 3 adds releases.source. RENUMBER on merge.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, its Arrow type (which picks the SQL type) and whether NULL is refused."""
+    """One column: its name, its Arrow type (which picks the SQL type), whether NULL is refused, and
+    the schema version that added it to an existing table (its migration adds it, at the end)."""
 
     name: str
     type: pa.DataType
     not_null: bool = False
+    since: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ _SQL_TYPES: tuple[tuple[pa.DataType, str, str], ...] = (
 )
 
 
-def _c(name: str, kind: pa.DataType, not_null: bool = False) -> Column:
-    return Column(name, kind, not_null)
+def _c(name: str, kind: pa.DataType, not_null: bool = False, since: int = 1) -> Column:
+    return Column(name, kind, not_null, since)
 
 
 def _by_release(table: str) -> tuple[Index, ...]:
@@ -130,6 +133,9 @@ SCHEMA: tuple[Table, ...] = (
             _c("community_rating_average", _DBL),
             _c("community_rating_count", _INT),
             _c("fetched_at", _TS),
+            # details-from: where the details came from ('api' | 'catalogue'; NULL = only a
+            # collection page's basic_information). fetched_at is then the as-of date.
+            _c("source", _TXT, since=3),
         ),
         key="release_id",
     ),
@@ -233,10 +239,12 @@ def _sql_type(kind: pa.DataType, engine: Engine) -> str:
     raise TypeError(f"no SQL type declared for Arrow type {kind}")  # a SCHEMA typo, not user input
 
 
-def create_table_sql(table: Table, engine: Engine) -> str:
-    """``CREATE TABLE`` for ``table`` on ``engine``."""
+def create_table_sql(table: Table, engine: Engine, version: int = SCHEMA_VERSION) -> str:
+    """``CREATE TABLE`` for ``table`` on ``engine``, with the columns it had at ``version``."""
     parts = []
     for column in table.columns:
+        if column.since > version:
+            continue
         part = f"{column.name} {_sql_type(column.type, engine)}"
         if column.name == table.key:
             part += " PRIMARY KEY"
@@ -247,8 +255,24 @@ def create_table_sql(table: Table, engine: Engine) -> str:
 
 
 def _migration(engine: Engine, version: int) -> tuple[str, ...]:
-    """The statements that bring a database from ``version - 1`` to ``version``."""
-    return tuple(create_table_sql(t, engine) for t in SCHEMA if t.since == version)
+    """The statements that bring a database from ``version - 1`` to ``version``: tables as they
+    were at ``version``, and the columns ``version`` added to older tables."""
+    statements = [create_table_sql(t, engine, version) for t in SCHEMA if t.since == version]
+    for table in SCHEMA:
+        if table.since < version:
+            statements += [
+                f"ALTER TABLE {table.name} ADD COLUMN {c.name} {_sql_type(c.type, engine)}"
+                for c in table.columns
+                if c.since == version
+            ]
+    return (*statements, *_BACKFILL.get(version, ()))
+
+
+#: Data a migration sets after its DDL. details-from (version 3): every release stored with
+#: details before it came from the API.
+_BACKFILL: dict[int, tuple[str, ...]] = {
+    3: ("UPDATE releases SET source = 'api' WHERE fetched_at IS NOT NULL",),
+}
 
 
 def _index_sql(engine: Engine) -> Iterator[str]:
@@ -295,7 +319,7 @@ SELECT ci.instance_id, ci.username, ci.folder_id, ci.release_id, ci.rating, ci.d
     aa.artists, r.title, la.labels, ca.catnos, r.year, r.country, r.released,
     ga.genres, sa.styles, fa.formats, r.master_id, r.status, r.data_quality,
     r.lowest_price, r.num_for_sale, r.community_have, r.community_want,
-    r.community_rating_average, r.community_rating_count, ci.notes, r.fetched_at
+    r.community_rating_average, r.community_rating_count, ci.notes, r.fetched_at, r.source
 FROM collection_items ci
 LEFT JOIN releases r ON r.release_id = ci.release_id
 LEFT JOIN artist_agg aa ON aa.release_id = ci.release_id
@@ -346,7 +370,23 @@ def _expected_version(db: Database, existing: set[str]) -> int:
     """The stored version; without the version table, the newest one its remaining tables show."""
     if _VERSION_TABLE in existing:
         return schema_version(db)
-    return max((t.since for t in SCHEMA if t.name in existing), default=0)
+    version = max((t.since for t in SCHEMA if t.name in existing), default=0)
+    for table in SCHEMA:  # a column added by a later version shows that version too
+        later = [c for c in table.columns if c.since > version]
+        if table.name in existing and later:
+            present = _column_names(db, table.name)
+            version = max([version, *(c.since for c in later if c.name in present)])
+    return version
+
+
+def _column_names(db: Database, table: str) -> set[str]:
+    if db.engine == "sqlite":
+        return {str(row[1]) for row in db.fetchall(f"PRAGMA main.table_info({table})")}
+    sql = (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name = ?"
+    )
+    return {str(name) for (name,) in db.fetchall(sql, [table])}
 
 
 def missing_tables(db: Database, *, view: bool = True) -> tuple[str, ...]:
@@ -388,7 +428,9 @@ def create_schema(db: Database) -> int:
     main artists while credits (``extraartists``) carry their role text; ``position`` orders
     artists and formats; ``release_formats.descriptions`` and ``collection_items.notes`` hold the
     API's list as JSON text; ``tracks.sequence`` is the index in the tracklist (heading rows are
-    kept, their empty position stored as NULL); ``fetched_at`` is naive UTC (TIMESTAMP on
+    kept, their empty position stored as NULL); ``releases.source`` says where a release's
+    details came from (``'api'``, ``'catalogue'``; NULL for ``basic_information`` only) and
+    ``fetched_at`` is then their as-of time (when the API answered, or the dump's date); it is naive UTC (TIMESTAMP on
     DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known only from
     a collection page's ``basic_information``. Empty strings from the API are stored as NULL.
     """
