@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from toolkit.collection import CHILD_TABLES, TABLES
+from toolkit.collection.schema import CHILD_TABLES, TABLES
 from toolkit.db import Database
 from toolkit.errors import DatabaseError
 

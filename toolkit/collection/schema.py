@@ -355,7 +355,11 @@ def _existing(db: Database) -> set[str]:
     if db.engine == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
     else:
-        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        # This database's own: an attached one (the catalogue) has a "main" schema too.
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database()"
+        )
     return {str(name) for (name,) in db.fetchall(sql)}
 
 
