@@ -140,9 +140,9 @@ def test_auto_takes_what_the_catalogue_holds_and_asks_the_api_for_the_rest(
     assert report.releases_from_catalogue == len(owned - newer)
     assert report.releases_from_api == report.releases_fetched == len(newer)
     assert report.releases_not_in_catalogue == 0 and report.complete
-    table = dict(line.split(maxsplit=1) for line in report.as_table().splitlines())
-    assert table["releases_from_catalogue"] == str(len(owned - newer))
-    assert table["releases_from_api"] == str(len(newer))
+    shown = dict(line.split(maxsplit=1) for line in report.as_table().splitlines())
+    assert shown["releases_from_catalogue"] == str(len(owned - newer))
+    assert shown["releases_from_api"] == str(len(newer))
     with Database.connect(db_path, read_only=True) as db:
         rows = db.fetchall("SELECT release_id, source, fetched_at FROM releases")
         assert {rid for rid, _, _ in rows} == owned
