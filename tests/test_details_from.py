@@ -137,12 +137,12 @@ def test_auto_takes_what_the_catalogue_holds_and_asks_the_api_for_the_rest(
     report = run(sim, db_path, data_dir, "auto")
     assert sorted(requested(sim)) == sorted(newer)  # nothing the catalogue holds
     assert report.details_from == "auto"
-    assert report.releases_from_catalogue == len(owned - newer)
-    assert report.releases_from_api == report.releases_fetched == len(newer)
-    assert report.releases_not_in_catalogue == 0 and report.complete
+    assert report.from_catalogue == len(owned - newer)
+    assert report.from_api == report.releases_fetched == len(newer)
+    assert report.not_in_catalogue == 0 and report.complete
     shown = dict(line.split(maxsplit=1) for line in report.as_table().splitlines())
-    assert shown["releases_from_catalogue"] == str(len(owned - newer))
-    assert shown["releases_from_api"] == str(len(newer))
+    assert shown["from_catalogue"] == str(len(owned - newer))
+    assert shown["from_api"] == str(len(newer))
     with Database.connect(db_path, read_only=True) as db:
         rows = db.fetchall("SELECT release_id, source, fetched_at FROM releases")
         assert {rid for rid, _, _ in rows} == owned
@@ -183,14 +183,14 @@ def test_api_replaces_catalogue_rows_and_auto_then_asks_nothing(
     sim.reset_counters()
     again = run(sim, db_path, data_dir, "auto")  # everything stored: nothing to copy or fetch
     assert requested(sim) == []
-    assert (again.releases_from_catalogue, again.releases_from_api) == (0, 0)
+    assert (again.from_catalogue, again.from_api) == (0, 0)
     assert again.releases_skipped == len(owned)
 
     sim.reset_counters()
     report = run(sim, db_path, data_dir, "api", cache="fresh")
     assert sorted(requested(sim)) == sorted(owned - newer)  # exactly the catalogue's rows
-    assert report.releases_from_api == len(owned - newer)
-    assert report.releases_from_catalogue == 0
+    assert report.from_api == len(owned - newer)
+    assert report.from_catalogue == 0
     with Database.connect(db_path, read_only=True) as db:
         assert db.fetchall("SELECT DISTINCT source FROM releases") == [("api",)]
         assert db.scalar("SELECT count(*) FROM releases WHERE community_have IS NULL") == 0
@@ -203,9 +203,9 @@ def test_catalogue_mode_asks_the_api_for_no_release(
     db_path = tmp_path / f"c{SUFFIX[engine]}"
     report = run(sim, db_path, data_dir, "catalogue")
     assert requested(sim) == []
-    assert report.releases_from_catalogue == len(owned - newer)
-    assert report.releases_not_in_catalogue == len(newer)
-    assert report.releases_from_api == 0 and report.failures == 0
+    assert report.from_catalogue == len(owned - newer)
+    assert report.not_in_catalogue == len(newer)
+    assert report.from_api == 0 and report.failures == 0
     with Database.connect(db_path, read_only=True) as db:
         # the releases it lacks keep what the collection page gave, and no failure is invented
         lacking = db.fetchall("SELECT release_id FROM releases WHERE source IS NULL")
@@ -227,7 +227,7 @@ def test_without_a_catalogue_auto_is_the_api_and_catalogue_is_refused(
     assert sim.request_log == []  # refused before any request
     report = run(sim, db_path, empty, "auto")
     assert sorted(requested(sim)) == sorted(owned)
-    assert report.releases_from_catalogue == 0 and report.releases_from_api == len(owned)
+    assert report.from_catalogue == 0 and report.from_api == len(owned)
     with pytest.raises(PullError, match="details_from must be one of"):
         run(sim, db_path, empty, "both")
 

@@ -387,9 +387,9 @@ def _run_pull(args: argparse.Namespace) -> int:
     print(f"database: {db_path}")
     for line in report.malformed_items:
         print(f"discogs-toolkit: malformed item not loaded: {line}", file=sys.stderr)
-    if report.releases_not_in_catalogue:
+    if report.not_in_catalogue:
         print(
-            f"discogs-toolkit: {report.releases_not_in_catalogue} releases are not in the "
+            f"discogs-toolkit: {report.not_in_catalogue} releases are not in the "
             "catalogue and were left without details (pull with --details-from auto or api)",
             file=sys.stderr,
         )

@@ -137,9 +137,9 @@ class PullReport:
     #: catalogue, fetched from the API (= ``releases_fetched``), and, with ``catalogue``, releases
     #: the catalogue lacks (left without details).
     details_from: str = "api"
-    releases_from_catalogue: int = 0
-    releases_from_api: int = 0
-    releases_not_in_catalogue: int = 0
+    from_catalogue: int = 0
+    from_api: int = 0
+    not_in_catalogue: int = 0
     #: One line per collection item the loader refused (where it was and what was wrong with it).
     malformed_items: tuple[str, ...] = ()
     timeline: tuple[RequestEvent, ...] = field(default=(), repr=False, compare=False)
@@ -364,7 +364,7 @@ class _Writer:
         with self.lock:
             record_failure(self.db, release_id, error, permanent)
 
-    def from_catalogue(self, release_ids: Sequence[int], as_of: datetime) -> set[int]:
+    def copy_catalogue(self, release_ids: Sequence[int], as_of: datetime) -> set[int]:
         """Copy the attached catalogue's rows of these releases; returns the ids it held."""
         from toolkit.catalogue.details import copy_from_catalogue
 
@@ -478,7 +478,7 @@ class _Details:
         )
         skipped = len(priority) - len(wanted)
         if self.catalogue is not None and wanted:
-            copied = self.writer.from_catalogue(wanted, self.catalogue.as_of)
+            copied = self.writer.copy_catalogue(wanted, self.catalogue.as_of)
             wanted = [r for r in wanted if r not in copied]
             self.from_catalogue = len(copied)
             if self.catalogue.only:
@@ -701,7 +701,7 @@ def pull_collection(
     ``details_from``: ``"auto"`` copies every wanted release the local catalogue holds from it
     (the one attached to ``db``, else that of ``settings.data_dir``) and asks the API for the
     rest; ``"catalogue"`` asks the API for none (releases it lacks are counted in
-    ``releases_not_in_catalogue``; no catalogue loaded raises :class:`PullError`); ``"api"`` asks
+    ``not_in_catalogue``; no catalogue loaded raises :class:`PullError`); ``"api"`` asks
     the API for every release not stored with details from the API (so it replaces catalogue
     rows). Without a catalogue ``"auto"`` is ``"api"``.
     """
@@ -917,9 +917,9 @@ def _pull(
         rate_window=window,
         limiter_wait_seconds=delta.get("limiter_wait_seconds", 0.0),
         details_from=details_from,
-        releases_from_catalogue=fetcher.from_catalogue,
-        releases_from_api=fetcher.fetched,
-        releases_not_in_catalogue=fetcher.not_in_catalogue,
+        from_catalogue=fetcher.from_catalogue,
+        from_api=fetcher.fetched,
+        not_in_catalogue=fetcher.not_in_catalogue,
         malformed_items=tuple(malformed),
         timeline=timeline,
     )

@@ -364,12 +364,12 @@ def catalogue_pull(ctx: BenchContext, row: RowResult) -> None:
         "API requests": float(api_requests),
         "catalogue load s": loaded - started,
         "pull s": finished - loaded,
-        "releases from the catalogue": float(report.releases_from_catalogue),
-        "releases from the API": float(report.releases_from_api),
+        "releases from the catalogue": float(report.from_catalogue),
+        "releases from the API": float(report.from_api),
         "/releases requests": float(report.release_requests),
     }
     row.passed = (
-        found == len(owned) == report.releases_from_catalogue
+        found == len(owned) == report.from_catalogue
         and report.release_requests == 0
         and ours_requests <= report.pages
     )
@@ -377,7 +377,7 @@ def catalogue_pull(ctx: BenchContext, row: RowResult) -> None:
         f"{items:,} items ({len(owned):,} releases): from the catalogue {ours:.1f} s and "
         f"{ours_requests} requests (loading the simulator's dump {loaded - started:.1f} s, then "
         f"`pull --details-from auto` at {limit}/min {finished - loaded:.1f} s: "
-        f"{report.releases_from_catalogue:,} of {len(owned):,} releases from the catalogue, "
+        f"{report.from_catalogue:,} of {len(owned):,} releases from the catalogue, "
         f"{report.release_requests} /releases requests) vs {api_requests:,} requests from the "
         f"API, at least {api_seconds / 60:.1f} min at {limit}/min."
     )
