@@ -259,3 +259,31 @@ def test_cli_details_from_flag(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "no catalogue is loaded" in err
+
+
+def test_a_catalogue_loaded_before_the_source_column_still_serves(
+    sim: DiscogsSimulator, data_dir: Path, owned: set[int], newer: set[int], tmp_path: Path,
+    engine: str,
+) -> None:  # fmt: skip
+    """A generation written before ``releases.source`` existed: copied all the same, on both
+    engines (sqlite builds its file from Parquet files lacking the column)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from toolkit.catalogue import catalogue_dir, current_generation
+    from toolkit.catalogue.store import table_path
+
+    old = tmp_path / "old-data"
+    shutil.copytree(catalogue_dir(data_dir), catalogue_dir(old))
+    generation = current_generation(catalogue_dir(old))
+    assert generation is not None
+    (generation / "catalogue.sqlite").unlink(missing_ok=True)
+    releases = table_path(generation, "releases")
+    pq.write_table(pq.read_table(releases).drop_columns(["source"]), releases)
+    report = run(sim, tmp_path / f"o{SUFFIX[engine]}", old, "auto")
+    assert report.from_catalogue == len(owned - newer)
+    assert sorted(requested(sim)) == sorted(newer)
+    with Database.connect(tmp_path / f"o{SUFFIX[engine]}", read_only=True) as db:
+        rows = db.fetchall("SELECT source, count(*) FROM releases GROUP BY 1 ORDER BY 1")
+        assert rows == [("api", len(newer)), ("catalogue", len(owned - newer))]

@@ -497,6 +497,10 @@ def repair_schema(db: Database) -> SchemaRepair:
             refetch = int(
                 db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL") or 0
             )
-            db.execute("UPDATE releases SET fetched_at = NULL WHERE fetched_at IS NOT NULL")
+            # details-from: a release to fetch again has no source yet either.
+            source = ", source = NULL" if "source" in _column_names(db, "releases") else ""
+            db.execute(
+                f"UPDATE releases SET fetched_at = NULL{source} WHERE fetched_at IS NOT NULL"
+            )
         create_schema(db)
     return SchemaRepair(missing, refetch)
