@@ -21,8 +21,8 @@ DEMO_LATENCY ?= 0.02
 # The catalogue first: the releases the simulator serves, written as a Discogs monthly dump and
 # loaded by the real loader into DATA_DIR/catalogue (a few seconds).
 DEMO_DUMP_DIR ?= $(or $(TOOLKIT_DATA_DIR),data)/simulator-dump
-# HOOK: set to `--details-from auto` once `pull` takes its details from the catalogue.
-DEMO_PULL_DETAILS ?=
+# The pull takes every release the catalogue holds from it and asks the API only for the rest.
+DEMO_PULL_DETAILS ?= --details-from auto
 
 # Marketplace prices cost one request per release (~970 for the demo collection, ~70 s at 900/min):
 # each demo pull asks for at most DEMO_MARKET_MAX of them, those fetched longest ago first, so the

@@ -164,6 +164,14 @@ def _add_pull(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument(
         "--no-details", dest="details", action="store_false", help="list items only, no /releases"
     )
+    parser.add_argument(
+        "--details-from",
+        choices=("auto", "catalogue", "api"),
+        default="auto",
+        help="where release details come from: auto (default) = the local catalogue for every "
+        "release it holds, the API for the rest; catalogue = only the catalogue; api = only the "
+        "API (replacing details taken from the catalogue)",
+    )
     parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at once")
     parser.add_argument(
         "--per-page", type=_positive_int, default=100, help="collection items per page (max 100)"
@@ -409,6 +417,16 @@ def _run_pull(args: argparse.Namespace) -> int:
     data_dir = settings.data_dir
     _make_dir(data_dir, f"cannot create the data directory {data_dir} (TOOLKIT_DATA_DIR)")
     _make_dir(db_path.parent, f"cannot create the folder of the database {db_path}")
+    if args.details_from == "catalogue" and args.details:
+        from toolkit.catalogue import catalogue_dir, current_generation
+
+        if current_generation(catalogue_dir(data_dir)) is None:
+            print(
+                "discogs-toolkit pull: error: --details-from catalogue, but no catalogue is loaded "
+                f"in {catalogue_dir(data_dir)}; run `discogs-toolkit catalogue load` first",
+                file=sys.stderr,
+            )
+            return 2
     with ExitStack() as stack:
         if args.simulator or not (settings.discogs_api_url_configured or settings.has_token):
             from toolkit.demo import start_simulator
@@ -467,6 +485,7 @@ def _run_pull(args: argparse.Namespace) -> int:
                 currency=args.currency,
                 wants=args.wants,
             ),
+            details_from=args.details_from,
         )
     for notice in report.notices:
         print(f"discogs-toolkit: {notice}", file=sys.stderr)
@@ -474,6 +493,12 @@ def _run_pull(args: argparse.Namespace) -> int:
     print(f"database: {db_path}")
     for line in report.malformed_items:
         print(f"discogs-toolkit: malformed item not loaded: {line}", file=sys.stderr)
+    if report.not_in_catalogue:
+        print(
+            f"discogs-toolkit: {report.not_in_catalogue} releases are not in the "
+            "catalogue and were left without details (pull with --details-from auto or api)",
+            file=sys.stderr,
+        )
     # The saved reports are a convenience for notebook 01; the pull itself succeeded regardless.
     with suppress(OSError):
         save_pull(report, settings.data_dir)

@@ -134,6 +134,13 @@ class PullReport:
     rate_limit: int
     rate_window: float
     limiter_wait_seconds: float = 0.0
+    #: Where details came from (``pull --details-from``): releases copied from the local
+    #: catalogue, fetched from the API (= ``releases_fetched``), and, with ``catalogue``, releases
+    #: the catalogue lacks (left without details).
+    details_from: str = "api"
+    from_catalogue: int = 0
+    from_api: int = 0
+    not_in_catalogue: int = 0
     #: One line per collection item the loader refused (where it was and what was wrong with it).
     malformed_items: tuple[str, ...] = ()
     #: The ``pulls`` row of this pull and the items it found added (history, toolkit.history).
@@ -368,6 +375,17 @@ class _Writer:
         with self.lock:
             record_failure(self.db, release_id, error, permanent)
 
+    def copy_catalogue(self, release_ids: Sequence[int], as_of: datetime) -> set[int]:
+        """Copy the attached catalogue's rows of these releases; returns the ids it held."""
+        from toolkit.catalogue.details import copy_from_catalogue
+
+        with self.lock, _arrow_released():
+            copied = copy_from_catalogue(self.db, release_ids, as_of)
+            failed = [rid for rid in copied if rid in self.failed_before]
+            if failed:
+                clear_failures(self.db, failed)
+            return copied
+
 
 def _release_id(item: Any) -> int | None:
     """The release id of a raw collection item, or None when it has no usable one."""
@@ -443,8 +461,11 @@ class _Details:
         known: set[int],
         retrying: set[int],
         batch_size: int,
+        catalogue: _CatalogueSource | None = None,
     ) -> None:
         self.client = client
+        self.catalogue = catalogue
+        self.from_catalogue = self.not_in_catalogue = 0
         self.writer = writer
         self.manager = manager
         self.known = known
@@ -466,10 +487,17 @@ class _Details:
         wanted = sorted(
             (r for r in priority if r not in self.known), key=lambda r: (-priority[r], r)
         )
+        skipped = len(priority) - len(wanted)
+        if self.catalogue is not None and wanted:
+            copied = self.writer.copy_catalogue(wanted, self.catalogue.as_of)
+            wanted = [r for r in wanted if r not in copied]
+            self.from_catalogue = len(copied)
+            if self.catalogue.only:
+                self.not_in_catalogue, wanted = len(wanted), []
         with self.lock:
             self.priority = priority
             self.wanted = wanted
-            self.skipped = len(priority) - len(wanted)
+            self.skipped = skipped
         self._feed()
 
     def _feed(self) -> None:
@@ -556,6 +584,62 @@ class _Details:
         self.manager.reset()  # written: the manager need not keep those bodies alive any longer
 
 
+@dataclass(frozen=True)
+class _CatalogueSource:
+    """Details from the attached catalogue (dated ``as_of``); ``only``: never ask the API."""
+
+    as_of: datetime
+    only: bool
+
+
+def _catalogue_source(
+    db: Database, details_from: str, data_dir: Path | None, max_age: float | None
+) -> tuple[_CatalogueSource | None, bool]:
+    """What ``details_from`` means for ``db``: the catalogue source to use (None: the API only),
+    and whether the catalogue was attached here (to detach after the pull)."""
+    from toolkit.catalogue.details import catalogue_as_of
+    from toolkit.catalogue.store import attach, catalogue_dir, current_generation
+
+    if details_from == "api":
+        return None, False
+    attached = False
+    as_of = catalogue_as_of(db)  # a catalogue the caller attached (toolkit.dbopen.connect does)
+    if (
+        as_of is None
+        and data_dir is not None
+        and current_generation(catalogue_dir(data_dir)) is not None
+    ):
+        attach(db, data_dir)
+        attached = True
+        as_of = catalogue_as_of(db)
+    if as_of is None:
+        if attached:
+            _detach_catalogue(db)
+        if details_from == "catalogue":
+            where = "attached" if data_dir is None else f"in {catalogue_dir(data_dir)}"
+            raise PullError(
+                f"details from the catalogue, but no catalogue is loaded ({where}); "
+                "run `discogs-toolkit catalogue load` first"
+            )
+        return None, False
+    if (
+        details_from == "auto"
+        and max_age is not None
+        and as_of < _now() - timedelta(seconds=max_age)
+    ):
+        source = None  # older than max_age allows: the API answers for every release
+    else:
+        source = _CatalogueSource(as_of, only=details_from == "catalogue")
+    return source, attached
+
+
+def _detach_catalogue(db: Database) -> None:
+    """Detach the catalogue a pull attached for itself."""
+    from toolkit.catalogue.store import detach
+
+    detach(db)
+
+
 def _attempt_timeout(settings: Settings, client: DiscogsClient) -> float:
     """``CONCURRENCY_TIMEOUT`` for one attempt, plus one rate window: before its request an attempt
     may wait that long for a slot of the client's limiter, which is not the request being slow."""
@@ -600,6 +684,7 @@ def pull_collection(
     batch_size: int = 50,
     settings: Settings | None = None,
     extras: Extras | None = None,
+    details_from: str = "auto",
 ) -> PullReport:
     """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
 
@@ -627,7 +712,18 @@ def pull_collection(
 
     Every pull is recorded (``pulls``, ``item_events``; see :mod:`toolkit.history`) and updates
     the custom fields; ``extras`` adds the collection value, the wantlist and marketplace prices.
+    ``details_from``: ``"auto"`` copies every wanted release the local catalogue holds from it
+    (the one attached to ``db``, else that of ``settings.data_dir``) and asks the API for the
+    rest; ``"catalogue"`` asks the API for none (releases it lacks are counted in
+    ``not_in_catalogue``; no catalogue loaded raises :class:`PullError`); ``"api"`` asks
+    the API for every release not stored with details from the API (so it replaces catalogue
+    rows). Without a catalogue ``"auto"`` is ``"api"``.
     """
+    from toolkit.catalogue.details import DETAILS_FROM
+
+    if details_from not in DETAILS_FROM:
+        choices = ", ".join(DETAILS_FROM)
+        raise PullError(f"details_from must be one of {choices}, got {details_from!r}")
     config = settings if settings is not None else Settings()
     workers = concurrency if concurrency is not None else config.concurrency_max_tasks
     if workers < 1:
@@ -638,7 +734,17 @@ def pull_collection(
     own_db = not isinstance(db, Database)
     database = db if isinstance(db, Database) else _open(db)
     own_client = client is None
+    attached = False
     try:
+        # The catalogue beside the data, as toolkit.dbopen.connect finds it: the settings' data
+        # dir when given, else the database file's folder; a Database brings its own (or none).
+        if settings is not None:
+            data_dir: Path | None = settings.data_dir
+        else:
+            data_dir = None if isinstance(db, Database) else Path(db).expanduser().parent
+        source, attached = _catalogue_source(
+            database, details_from if details else "api", data_dir, max_age
+        )
         if client is None:
             from toolkit.discogs.client import DiscogsClient
 
@@ -661,8 +767,12 @@ def pull_collection(
                 retries=attempts,
                 timeout=_attempt_timeout(config, client),
                 extras=extras if extras is not None else Extras(),
+                details_from=details_from,
+                catalogue=source,
             )
     finally:
+        if attached and not own_db:
+            _detach_catalogue(database)
         if own_db:
             database.close()
         if own_client and client is not None:
@@ -684,6 +794,8 @@ def _pull(
     retries: int,
     timeout: float,
     extras: Extras,
+    details_from: str = "api",
+    catalogue: _CatalogueSource | None = None,
 ) -> PullReport:
     started = time.monotonic()
     started_at = _now()
@@ -704,6 +816,10 @@ def _pull(
         before = current_items(db, username, folder_id)
         fresh_since = None if max_age is None else _now() - timedelta(seconds=max_age)
         known = known_release_ids(db, fresh_since=fresh_since) | permanent_failure_ids(db)
+        if details_from == "api":  # the API's answer replaces what came from the catalogue
+            from toolkit.catalogue.details import catalogue_sourced_ids
+
+            known -= catalogue_sourced_ids(db)
         # A release that failed before may sit in the HTTP cache in a form the loader rejected:
         # ask the server again rather than re-read the bad copy until it expires.
         retrying = failure_ids(db, permanent=False)
@@ -721,7 +837,7 @@ def _pull(
     manager = ConcurrencyManager(
         max_concurrent=workers, retries=retries, timeout=timeout, retry_on=_retryable
     )
-    fetcher = _Details(client, writer, manager, known, retrying, batch_size)
+    fetcher = _Details(client, writer, manager, known, retrying, batch_size, catalogue)
     listing = _Listing(pages, fetcher.start if details else None)
     seen: set[int] = set()  # instance ids of the items written (only their ids: items are big)
     malformed: list[str] = []
@@ -842,6 +958,10 @@ def _pull(
         rate_limit=limit,
         rate_window=window,
         limiter_wait_seconds=delta.get("limiter_wait_seconds", 0.0),
+        details_from=details_from,
+        from_catalogue=fetcher.from_catalogue,
+        from_api=fetcher.fetched,
+        not_in_catalogue=fetcher.not_in_catalogue,
         malformed_items=tuple(malformed),
         pull_id=record.pull_id,
         items_added=record.added,

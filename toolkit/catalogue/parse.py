@@ -573,6 +573,7 @@ def _release(
             data_quality,
             *(None,) * 6,  # lowest_price, num_for_sale, community_*: not in the dump
             as_of,
+            "catalogue",  # releases.source: the catalogue mirrors the collection's columns
         )
     )
     rows["release_genres"] += [(rid, genre) for genre in genres]

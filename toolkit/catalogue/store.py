@@ -144,11 +144,17 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def _rows(path: Path) -> Iterator[list[tuple[Any, ...]]]:
+def _rows(path: Path, names: list[str]) -> Iterator[list[tuple[Any, ...]]]:
     parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=_SQLITE_BATCH):
+    # A generation written before a column was added (releases.source) lacks it: NULL there.
+    present = [name for name in names if name in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(batch_size=_SQLITE_BATCH, columns=present):
         columns = []
-        for column in batch.columns:
+        for name in names:
+            if name not in present:
+                columns.append([None] * batch.num_rows)
+                continue
+            column = batch.column(name)
             values = column.to_pylist()
             if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
                 values = [_sqlite_value(v) for v in values]
@@ -174,7 +180,7 @@ def build_sqlite(generation: Path, path: Path) -> None:
                 source = table_path(generation, table)
                 if source.is_file():
                     marks = ", ".join("?" * len(columns))
-                    for rows in _rows(source):
+                    for rows in _rows(source, [name for name, _ in columns]):
                         conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
                 for column in _SQLITE_INDEXES.get(table, ()):
                     conn.execute(f"CREATE INDEX ix_{table}_{column} ON {table} ({column})")

@@ -328,6 +328,7 @@ def parse_release(out: Rows, rid: int, data: Mapping[str, Any], where: str, stam
             _opt_float(rating.get("average"), "community.rating.average"),
             _opt_int(rating.get("count"), "community.rating.count"),
             stamp,
+            "api",
         )
     )
     _common(out, rid, data, where)
@@ -414,7 +415,7 @@ def parse_basic(rid: int, basic: Mapping[str, Any], where: str) -> Rows:
                 _year(basic.get("year")),
                 *(None,) * 2,
                 _opt_id(basic.get("master_id"), "master_id"),
-                *(None,) * 9,
+                *(None,) * 10,
             )
         )
         _common(out, rid, basic, where)

@@ -32,16 +32,20 @@ __all__ = [
     "schema_version",
 ]
 
-SCHEMA_VERSION = 3
+# Version 3: collection history (pulls, events, value, market, wants, custom fields);
+# version 4: releases.source (details from the catalogue or the API).
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column: its name, its Arrow type (which picks the SQL type) and whether NULL is refused."""
+    """One column: its name, its Arrow type (which picks the SQL type), whether NULL is refused, and
+    the schema version that added it to an existing table (its migration adds it, at the end)."""
 
     name: str
     type: pa.DataType
     not_null: bool = False
+    since: int = 1
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,8 @@ _SQL_TYPES: tuple[tuple[pa.DataType, str, str], ...] = (
 )
 
 
-def _c(name: str, kind: pa.DataType, not_null: bool = False) -> Column:
-    return Column(name, kind, not_null)
+def _c(name: str, kind: pa.DataType, not_null: bool = False, since: int = 1) -> Column:
+    return Column(name, kind, not_null, since)
 
 
 def _by_release(table: str) -> tuple[Index, ...]:
@@ -130,6 +134,9 @@ SCHEMA: tuple[Table, ...] = (
             _c("community_rating_average", _DBL),
             _c("community_rating_count", _INT),
             _c("fetched_at", _TS),
+            # details-from: where the details came from ('api' | 'catalogue'; NULL = only a
+            # collection page's basic_information). fetched_at is then the as-of date.
+            _c("source", _TXT, since=4),
         ),
         key="release_id",
     ),
@@ -338,10 +345,12 @@ def quote_name(name: str) -> str:
     return f'"{name}"' if name in RESERVED_NAMES else name
 
 
-def create_table_sql(table: Table, engine: Engine) -> str:
-    """``CREATE TABLE`` for ``table`` on ``engine``."""
+def create_table_sql(table: Table, engine: Engine, version: int = SCHEMA_VERSION) -> str:
+    """``CREATE TABLE`` for ``table`` on ``engine``, with the columns it had at ``version``."""
     parts = []
     for column in table.columns:
+        if column.since > version:
+            continue
         part = f"{quote_name(column.name)} {_sql_type(column.type, engine)}"
         if column.name == table.key:
             part += " PRIMARY KEY"
@@ -352,8 +361,24 @@ def create_table_sql(table: Table, engine: Engine) -> str:
 
 
 def _migration(engine: Engine, version: int) -> tuple[str, ...]:
-    """The ``CREATE TABLE`` statements that bring a database from ``version - 1`` to ``version``."""
-    return tuple(create_table_sql(t, engine) for t in SCHEMA if t.since == version)
+    """The statements that bring a database from ``version - 1`` to ``version``: tables as they
+    were at ``version``, and the columns ``version`` added to older tables."""
+    statements = [create_table_sql(t, engine, version) for t in SCHEMA if t.since == version]
+    for table in SCHEMA:
+        if table.since < version:
+            statements += [
+                f"ALTER TABLE {table.name} ADD COLUMN {quote_name(c.name)} {_sql_type(c.type, engine)}"
+                for c in table.columns
+                if c.since == version
+            ]
+    return (*statements, *_BACKFILL.get(version, ()))
+
+
+#: Data a migration sets after its DDL. Version 4: every release stored with details before it
+#: came from the API.
+_BACKFILL: dict[int, tuple[str, ...]] = {
+    4: ("UPDATE releases SET source = 'api' WHERE fetched_at IS NOT NULL",),
+}
 
 
 def _columns(db: Database, table: str) -> list[str]:
@@ -445,7 +470,7 @@ SELECT ci.instance_id, ci.username, ci.folder_id, ci.release_id, ci.rating, ci.d
     aa.artists, r.title, la.labels, ca.catnos, r.year, r.country, r.released,
     ga.genres, sa.styles, fa.formats, r.master_id, r.status, r.data_quality,
     r.lowest_price, r.num_for_sale, r.community_have, r.community_want,
-    r.community_rating_average, r.community_rating_count, r.fetched_at
+    r.community_rating_average, r.community_rating_count, r.fetched_at, r.source
 FROM collection_items ci
 LEFT JOIN releases r ON r.release_id = ci.release_id
 LEFT JOIN artist_agg aa ON aa.release_id = ci.release_id
@@ -481,7 +506,11 @@ def _existing(db: Database) -> set[str]:
     if db.engine == "sqlite":
         sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
     else:
-        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        # This database's own: an attached one (the catalogue) has a "main" schema too.
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_catalog = current_database()"
+        )
     return {str(name) for (name,) in db.fetchall(sql)}
 
 
@@ -496,7 +525,23 @@ def _expected_version(db: Database, existing: set[str]) -> int:
     """The stored version; without the version table, the newest one its remaining tables show."""
     if _VERSION_TABLE in existing:
         return schema_version(db)
-    return max((t.since for t in SCHEMA if t.name in existing), default=0)
+    version = max((t.since for t in SCHEMA if t.name in existing), default=0)
+    for table in SCHEMA:  # a column added by a later version shows that version too
+        later = [c for c in table.columns if c.since > version]
+        if table.name in existing and later:
+            present = _column_names(db, table.name)
+            version = max([version, *(c.since for c in later if c.name in present)])
+    return version
+
+
+def _column_names(db: Database, table: str) -> set[str]:
+    if db.engine == "sqlite":
+        return {str(row[1]) for row in db.fetchall(f"PRAGMA main.table_info({table})")}
+    sql = (
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_name = ?"
+    )
+    return {str(name) for (name,) in db.fetchall(sql, [table])}
 
 
 def missing_tables(db: Database, *, view: bool = True) -> tuple[str, ...]:
@@ -539,7 +584,10 @@ def create_schema(db: Database) -> int:
     artists and formats; ``release_formats.descriptions`` holds the API's list as JSON text;
     an item's custom fields (the API's ``notes``) are ``item_fields`` rows, named by the
     ``item_fields_named`` view; ``tracks.sequence`` is the index in the tracklist (heading rows are
-    kept, their empty position stored as NULL); ``fetched_at`` is naive UTC (TIMESTAMP on
+    kept, their empty position stored as NULL); ``releases.source`` says where a release's
+    details came from (``'api'``, ``'catalogue'``; NULL for ``basic_information`` only) and
+    ``fetched_at`` is then their as-of time (when the API answered, or the dump's date); it is
+    naive UTC (TIMESTAMP on
     DuckDB, ``YYYY-MM-DD HH:MM:SS.ffffff`` text on sqlite) and NULL for releases known only from
     a collection page's ``basic_information``. Empty strings from the API are stored as NULL.
     """
@@ -608,6 +656,10 @@ def repair_schema(db: Database) -> SchemaRepair:
             refetch = int(
                 db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL") or 0
             )
-            db.execute("UPDATE releases SET fetched_at = NULL WHERE fetched_at IS NOT NULL")
+            # details-from: a release to fetch again has no source yet either.
+            source = ", source = NULL" if "source" in _column_names(db, "releases") else ""
+            db.execute(
+                f"UPDATE releases SET fetched_at = NULL{source} WHERE fetched_at IS NOT NULL"
+            )
         create_schema(db)
     return SchemaRepair(missing, refetch)
