@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import toolkit.config
 from toolkit.config import ENV_FILE_VARIABLE, ENV_VARIABLES
 
 
@@ -21,6 +22,17 @@ def hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         if name in ENV_VARIABLES or name.startswith("TOOLKIT_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv(ENV_FILE_VARIABLE, "")
+
+
+@pytest.fixture(autouse=True)
+def private_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``Settings()``'s default data directory is a fresh folder, never the checkout's ``data/``.
+
+    After a ``make demo`` the checkout's ``data/`` holds a catalogue, an HTTP cache and a rate
+    budget: a test that builds default settings must see none of them (nor write there).
+    """
+    folder = tmp_path_factory.mktemp("default-data")
+    monkeypatch.setattr(toolkit.config, "default_data_dir", lambda: folder)
 
 
 @pytest.fixture(scope="session")

@@ -398,7 +398,7 @@ def test_migrates_a_version_2_database_and_its_notes(tmp_path: Path, engine: str
             "INSERT INTO collection_items VALUES (12, 'me', 1, 6, 0, '2020-01-02', 'old text')"
         )
         database.execute("INSERT INTO collection_items VALUES (13, 'me', 1, 7, 0, NULL, NULL)")
-        assert create_schema(database) == SCHEMA_VERSION == 3
+        assert create_schema(database) == SCHEMA_VERSION == 4
         assert [name for name, *_ in _catalogue(database, "collection_items")] == [
             name for name, _ in TABLES["collection_items"]
         ]

@@ -14,6 +14,8 @@ from toolkit.config import ENV_FILE_VARIABLE, ENV_VARIABLES, Settings, env_file_
 from toolkit.errors import ConfigError
 
 TOKEN = "sEcReTtOkEn1234567890"
+#: Taken at import, before conftest points ``default_data_dir`` at a tmp folder for each test.
+REAL_DEFAULT_DATA_DIR = toolkit.config.default_data_dir
 
 
 def test_defaults_match_the_spec_in_seconds(tmp_path: Path) -> None:
@@ -28,7 +30,11 @@ def test_defaults_match_the_spec_in_seconds(tmp_path: Path) -> None:
     assert s.discogs_api_url == "https://api.discogs.com"
     assert s.discogs_api_url_configured is False
     assert s.discogs_rate_limit is None
-    assert s.data_dir.name == "data"
+    assert s.data_dir == toolkit.config.default_data_dir()  # conftest points it at a tmp folder
+
+
+def test_the_default_data_dir_is_the_checkouts_data_folder() -> None:
+    assert REAL_DEFAULT_DATA_DIR() == toolkit.config.PROJECT_ROOT / "data"
 
 
 def test_milliseconds_become_seconds(tmp_path: Path) -> None:

@@ -162,7 +162,8 @@ class Settings:
     discogs_api_url: str = DEFAULT_API_URL
     discogs_api_url_configured: bool = False
     discogs_rate_limit: int | None = None
-    data_dir: Path = field(default_factory=default_data_dir)
+    # Looked up at each construction (not bound once), so a test suite can point it elsewhere.
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
     #: Redis server holding the shared rate budget (None: a file in ``data_dir``); may hold a
     #: password, so it is never shown.
     redis_url: str | None = field(default=None, repr=False)

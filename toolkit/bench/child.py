@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["peak_rss_kib", "run_child"]
@@ -61,7 +62,8 @@ def _pull(config: dict[str, Any]) -> dict[str, Any]:
     from toolkit.ratelimit import SlidingWindowLimiter
 
     start = time.perf_counter()
-    settings = Settings()
+    # The pull's own folder as data dir: never the checkout's data/ (its catalogue or budget).
+    settings = Settings(data_dir=Path(str(config["db"])).parent)
     client = DiscogsClient(
         str(config["token"]),
         base_url=str(config["url"]),
