@@ -485,6 +485,23 @@ def test_full_release_replaces_all_its_child_rows(db: Database) -> None:
     ) == [(None, 0, "Only", None, "track")]
 
 
+@pytest.mark.parametrize("count", [3, 600])  # ids written into the SQL, and an id table
+def test_details_replace_basic_rows_in_batches_small_and_large(db: Database, count: int) -> None:
+    """A batch of details replaces the items' basic rows and earlier details, and only theirs."""
+    ids = list(range(1, count + 1))
+    bystander = count + 1
+    load_collection(db, [item(i, i) for i in [*ids, bystander]], [], fetched_at=FETCHED)
+    load_collection(db, [], [release(i, genres=["Old"]) for i in ids[::2]], fetched_at=FETCHED)
+    load_collection(db, [], [release(i) for i in ids], fetched_at=FETCHED)
+    genres = db.fetchall("SELECT release_id, genre FROM release_genres ORDER BY 1")
+    assert genres == [*[(i, "Rock") for i in ids], (bystander, "Jazz")]
+    assert db.scalar("SELECT count(*) FROM tracks") == count
+    assert db.scalar("SELECT count(*) FROM release_formats WHERE release_id = ?", [bystander]) == 1
+    # Basic information never overwrites the details (the check runs over the same id paths).
+    load_collection(db, [item(i, i) for i in ids], [], fetched_at=FETCHED)
+    assert db.scalar("SELECT count(*) FROM release_genres WHERE genre = 'Jazz'") == 1
+
+
 def test_empty_arguments_are_fine(db: Database) -> None:
     assert load_collection(db) == {table: 0 for table in load_collection(db)}
     assert all(not rows for rows in snapshot(db).values())
