@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ __all__ = [
     "market_targets",
     "pull_extras",
     "record_pull",
+    "unnamed_fields",
 ]
 
 #: The one line a pull prints when ``--value`` cannot be had (no token, or not the owner's).
@@ -428,6 +429,7 @@ def pull_extras(
     *,
     workers: int = 4,
     known_releases: set[int] | None = None,
+    fields_answer: Future[dict[str, Any]] | None = None,
 ) -> ExtrasReport:
     """Fetch and store what ``extras`` asks for, after the collection itself was pulled.
 
@@ -436,11 +438,15 @@ def pull_extras(
     or an unreadable one becomes a notice, never an error; a failed marketplace request is
     counted and skipped; database errors propagate (they stop the pull, as for the collection).
     ``pull_id`` is the pull's ``pulls`` row (the ``collection_value`` row belongs to it).
+    ``fields_answer`` is the ``/collection/fields`` answer when the pull already asked for it.
     """
     out = ExtrasReport()
-    if extras.fields and _unnamed_fields(db, username):
+    if extras.fields and (fields_answer is not None or unnamed_fields(db, username)):
         try:
-            body = client.get_collection_fields(username)
+            if fields_answer is not None:
+                body = fields_answer.result()
+            else:
+                body = client.get_collection_fields(username)
             out.fields = sync_fields(db, username, body.get("fields") or [])
         except (DiscogsError, CollectionDataError) as exc:
             if isinstance(exc, DatabaseError) and not isinstance(exc, CollectionDataError):
@@ -455,7 +461,7 @@ def pull_extras(
     return out
 
 
-def _unnamed_fields(db: Database, username: str) -> bool:
+def unnamed_fields(db: Database, username: str) -> bool:
     """True when the user's items use a custom field whose name is not stored: only then is
     ``/collection/fields`` asked (fields change rarely; a pull's requests are precious)."""
     return bool(

@@ -55,7 +55,14 @@ from toolkit.errors import (
     PullError,
     TaskTimeoutError,
 )
-from toolkit.history import Extras, current_items, finish_pull, pull_extras, record_pull
+from toolkit.history import (
+    Extras,
+    current_items,
+    finish_pull,
+    pull_extras,
+    record_pull,
+    unnamed_fields,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -891,6 +898,14 @@ def _pull(
         if pages_failed == 0 and not malformed:
             removed = remove_missing_items(db, username, folder_id, seen)
 
+        # Custom field names (when an item uses one not stored yet) are asked while the details
+        # travel, not after them: one more request, but never one more round trip.
+        fields_answer: Future[dict[str, Any]] | None = None
+        if extras.fields and unnamed_fields(db, username):
+            one = ThreadPoolExecutor(1, thread_name_prefix="pull-fields")
+            fields_answer = one.submit(client.get_collection_fields, username)
+            one.shutdown(wait=False)  # its one task still runs; the thread ends with it
+
         # 2. Details: requested since the last page arrived; written here as they come.
         if details:
             with _progress(len(fetcher.wanted), "releases", "release", progress) as bar:
@@ -926,7 +941,14 @@ def _pull(
         complete=listing_complete and fetcher.failed == 0,
     )
     done = pull_extras(
-        client, db, username, record.pull_id, extras, workers=workers, known_releases=known
+        client,
+        db,
+        username,
+        record.pull_id,
+        extras,
+        workers=workers,
+        known_releases=known,
+        fields_answer=fields_answer,
     )
 
     after = _stats_dict(client)
