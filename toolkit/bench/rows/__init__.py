@@ -57,7 +57,7 @@ ROWS: list[RowSpec] = [
             "discogskit: ~24 s here, ~860 MiB", "≥ 1.5× discogskit, ≤ 400 MiB, no XML copy",
             dump_load),
     RowSpec(17, "catalogue_pull", "1,000-item pull: details from catalogue vs API (60/min)", "s",
-            "details in the time of the listing", "listing requests only, every release found",
+            "details in the time of the listing", "no /releases request, every release found",
             catalogue_pull),
     RowSpec(18, "shared_budget", "N processes (1, 2, 4) on one shared rate budget", "efficiency",
             "distributed rate limiting", "≥ 0.9 and zero 429s, file and Redis", shared_budget),
