@@ -240,6 +240,8 @@ _DETAILED = frozenset({"timeline", "malformed_items", "notices"})
 
 
 def _fmt(value: object) -> str:
+    if value is None:  # not asked for (e.g. wants without --wants)
+        return "—"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
