@@ -224,18 +224,7 @@ def _load_file(
                 progress(LoadProgress(dump.path, dump.kind, dump.size, dump.size, read))
     finally:
         writer.close()
-    if read == 0:
-        raise DumpError(f"{dump.path}: no <{dump.record_tag}> records", path=str(dump.path))
-    return FileReport(
-        dump.path,
-        dump.kind,
-        dump.dump_date,
-        dump.size,
-        read,
-        kept,
-        dict(skips.counts),
-        time.perf_counter() - started,
-    )
+    return _file_report(dump, read, kept, skips, started)
 
 
 def _load_releases_parallel(
@@ -290,18 +279,7 @@ def _load_releases_parallel(
                 progress(LoadProgress(dump.path, dump.kind, dump.size, dump.size, read))
     finally:
         writer.close()
-    if read == 0:
-        raise DumpError(f"{dump.path}: no <{dump.record_tag}> records", path=str(dump.path))
-    return FileReport(
-        dump.path,
-        dump.kind,
-        dump.dump_date,
-        dump.size,
-        read,
-        kept,
-        dict(skips.counts),
-        time.perf_counter() - started,
-    )
+    return _file_report(dump, read, kept, skips, started)
 
 
 # --------------------------------------------------------------------------- the generation
@@ -530,3 +508,19 @@ def _carry_over(kind: str, previous: Path | None, tables_dir: Path) -> None:
             _link(source, target)
         else:
             pq.write_table(arrow_schema(name).empty_table(), target)
+
+
+def _file_report(dump: DumpFile, read: int, kept: int, skips: Skips, started: float) -> FileReport:
+    """The report of one loaded file; a file without a single record is not a dump of its kind."""
+    if read == 0:
+        raise DumpError(f"{dump.path}: no <{dump.record_tag}> records", path=str(dump.path))
+    return FileReport(
+        dump.path,
+        dump.kind,
+        dump.dump_date,
+        dump.size,
+        read,
+        kept,
+        dict(skips.counts),
+        time.perf_counter() - started,
+    )

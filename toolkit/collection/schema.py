@@ -381,23 +381,12 @@ _BACKFILL: dict[int, tuple[str, ...]] = {
 }
 
 
-def _columns(db: Database, table: str) -> list[str]:
-    if db.engine == "sqlite":
-        return [str(row[1]) for row in db.fetchall(f"PRAGMA table_info({table})")]
-    rows = db.fetchall(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
-        [table],
-    )
-    return [str(name) for (name,) in rows]
-
-
 def _notes_to_item_fields(db: Database) -> None:
     """Version 3: move the JSON text of ``collection_items.notes`` into ``item_fields`` rows and
     drop the column (a note that is not a ``[{field_id, value}]`` list is kept as field 0)."""
     import json
 
-    if "notes" not in _columns(db, "collection_items"):
+    if "notes" not in _column_names(db, "collection_items"):
         return  # created by version 3's declaration already
     rows: list[tuple[int, int, str | None]] = []
     for instance_id, text in db.fetchall(
