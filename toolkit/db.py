@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import date, datetime
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 
 import duckdb
-import pandas as pd
 
 from toolkit.errors import (
     DatabaseError,
@@ -27,6 +26,7 @@ from toolkit.errors import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from toolkit.indexes import IndexSuggestion
@@ -153,6 +153,12 @@ def _sqlite_bool(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+def _is_data_frame(data: object) -> bool:
+    """True for a pandas DataFrame, without importing pandas (none exists unless it is loaded)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(data, pandas.DataFrame)
+
+
 def _prepare_sqlite(conn: sqlite3.Connection) -> None:
     """Per-connection functions: sqlite's LOWER made Unicode-aware, like DuckDB's."""
     conn.create_function("lower", 1, _sqlite_lower, deterministic=True)
@@ -160,74 +166,6 @@ def _prepare_sqlite(conn: sqlite3.Connection) -> None:
         # The converter registry is sqlite3's, process-wide: only fill it, never replace one.
         if name not in sqlite3.converters:
             sqlite3.register_converter(name, _sqlite_bool)
-
-
-# ------------------------------------------------------------------ frames (see Database.df)
-
-
-def _empty_column(length: int) -> Any:
-    return pd.array([None] * length, dtype=object)
-
-
-def _sqlite_column(values: list[Any]) -> Any:
-    """One sqlite result column as a pandas array, typed by its values (the rule in ``df``)."""
-    kinds = {type(value) for value in values}
-    kinds.discard(type(None))
-    if not kinds:
-        return _empty_column(len(values))
-    if kinds == {int}:
-        return pd.array(values, dtype="Int64")
-    if kinds <= {int, float}:
-        return pd.Series(values, dtype="float64").array
-    if kinds == {str}:
-        return pd.Series(values).array  # pandas' default string dtype
-    if kinds == {bool}:
-        return pd.array(values, dtype="boolean")
-    if kinds <= {datetime, date}:
-        return pd.Series(pd.to_datetime(values)).astype("datetime64[us]").array
-    return pd.array(values, dtype=object)
-
-
-def _duckdb_column(series: pd.Series, duckdb_type: str) -> Any:
-    """One DuckDB result column, converted to the dtype the ``df`` rule gives it."""
-    if series.isna().all():
-        return _empty_column(len(series))
-    dtype = series.dtype
-    # DuckDB's sum() of integers is a 128-bit HUGEINT, which its pandas conversion turns into
-    # float64; sqlite's sum() is a 64-bit integer. Give both Int64 when the values fit.
-    if (
-        duckdb_type == "HUGEINT"
-        and pd.api.types.is_float_dtype(dtype)
-        and bool((series.dropna().abs() < 2.0**63).all())
-    ):
-        return series.astype("Int64").array
-    if pd.api.types.is_bool_dtype(dtype):
-        return series.astype("boolean").array
-    if pd.api.types.is_integer_dtype(dtype):
-        wide_unsigned = str(dtype).lower() == "uint64"
-        return series.astype("UInt64" if wide_unsigned else "Int64").array
-    if pd.api.types.is_float_dtype(dtype):
-        return series.astype("float64").array
-    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-        return series.array
-    if (
-        pd.api.types.is_object_dtype(dtype)
-        and pd.api.types.infer_dtype(series, skipna=True) == "string"
-    ):
-        return pd.Series(series.tolist()).array
-    return series.array
-
-
-def _frame(names: Sequence[str], columns: Sequence[Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(dict(enumerate(columns)))
-    frame.columns = pd.Index(list(names))
-    return frame
-
-
-def _normalise_duckdb_frame(raw: pd.DataFrame, description: Sequence[Any]) -> pd.DataFrame:
-    types = [str(entry[1]) for entry in description]
-    columns = [_duckdb_column(raw.iloc[:, i], types[i]) for i in range(raw.shape[1])]
-    return _frame([str(name) for name in raw.columns], columns)
 
 
 class Database:
@@ -488,10 +426,11 @@ class Database:
                     rows = cursor.fetchall()
             except _ENGINE_ERRORS as exc:
                 raise self._error(exc, sql) from exc
+        from toolkit.frames import duckdb_frame, sqlite_frame  # pandas only when a frame is asked
+
         if self.engine == "duckdb":
-            return _normalise_duckdb_frame(raw, description)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-        return _frame(names, [_sqlite_column(list(column)) for column in columns])
+            return duckdb_frame(raw, description)
+        return sqlite_frame(names, rows)
 
     def table_exists(self, name: str) -> bool:
         """True when a table or view of that name exists in the main schema."""
@@ -643,12 +582,14 @@ class Database:
         if isinstance(data, Mapping):
             columns = list(data)
             rows: Iterable[Sequence[Any]] = zip(*data.values(), strict=True)
-        elif isinstance(data, pd.DataFrame):
-            columns = [str(c) for c in data.columns]
-            rows = data.astype(object).where(data.notna(), None).itertuples(index=False)
+        elif _is_data_frame(data):
+            frame = cast("pd.DataFrame", data)
+            columns = [str(c) for c in frame.columns]
+            rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False)
         else:
-            columns = list(data.column_names)
-            rows = zip(*(col.to_pylist() for col in data.columns), strict=True)
+            table = cast("pa.Table", data)
+            columns = list(table.column_names)
+            rows = zip(*(col.to_pylist() for col in table.columns), strict=True)
         for column in columns:
             if not _NAME.fullmatch(column):
                 self._fail(f"invalid column name {column!r} in temporary table {name}")

@@ -449,7 +449,7 @@ MAX_UNWRITTEN = 500
 #: In-memory cache size of a client made for one pull (by :func:`pull_collection` or the CLI): a
 #: pull asks for each release once, so parsed answers kept in memory are only dead weight (the
 #: client's default of 2,000 is ~40 MiB of release bodies); the HTTP cache file keeps them all.
-PULL_CLIENT_MEMORY_ENTRIES = 100
+PULL_CLIENT_MEMORY_ENTRIES = 10
 
 
 class _Details:

@@ -6,17 +6,47 @@
 
 from __future__ import annotations
 
-from toolkit.catalogue.load import (
-    CollectionRefs,
-    FileReport,
-    LoadProgress,
-    LoadReport,
-    collection_refs,
-    load_dumps,
-)
-from toolkit.catalogue.parse import DumpFile, inspect_dump
-from toolkit.catalogue.schema import CATALOGUE_TABLES, KINDS
-from toolkit.catalogue.store import SCHEMA, attach, catalogue_dir, current_generation, detach
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolkit.catalogue.load import (
+        CollectionRefs,
+        FileReport,
+        LoadProgress,
+        LoadReport,
+        collection_refs,
+        load_dumps,
+    )
+    from toolkit.catalogue.parse import DumpFile, inspect_dump
+    from toolkit.catalogue.schema import CATALOGUE_TABLES, KINDS
+    from toolkit.catalogue.store import SCHEMA, attach, catalogue_dir, current_generation, detach
+
+#: Where each public name lives: imported on first use, so a pull that only asks whether a
+#: catalogue is there does not load lxml and the dump parser.
+_HOME = {
+    **dict.fromkeys(
+        [
+            "CollectionRefs",
+            "FileReport",
+            "LoadProgress",
+            "LoadReport",
+            "collection_refs",
+            "load_dumps",
+        ],
+        "load",
+    ),
+    **dict.fromkeys(["DumpFile", "inspect_dump"], "parse"),
+    **dict.fromkeys(["CATALOGUE_TABLES", "KINDS"], "schema"),
+    **dict.fromkeys(["SCHEMA", "attach", "catalogue_dir", "current_generation", "detach"], "store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(import_module(f"toolkit.catalogue.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'toolkit.catalogue' has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOGUE_TABLES",

@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from toolkit.arrowcols import column as arrow_column
+from toolkit.arrowcols import table as arrow_table
 from toolkit.collection.parsing import (
     BadValue,
     Rows,
@@ -56,17 +58,14 @@ def _frame(db: Database, table: str, rows: Sequence[tuple[Any, ...]]) -> Any:
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(spec)
     if db.engine == "sqlite":
         return {name: values for (name, _), values in zip(spec, columns, strict=True)}
-    return pa.table(
-        [pa.array(values, type=kind) for (_, kind), values in zip(spec, columns, strict=True)],
-        names=[name for name, _ in spec],
-    )
+    return arrow_table(columns, spec)
 
 
 def _ids_frame(db: Database, ids: Iterable[int], column: str = "release_id") -> Any:
     values = list(ids)
     if db.engine == "sqlite":
         return {column: values}
-    return pa.table([pa.array(values, type=pa.int64())], names=[column])
+    return pa.table([arrow_column(values, pa.int64())], names=[column])
 
 
 #: Up to this many ids are written into the statement (``IN (1, 2, 3)``); more go through a
