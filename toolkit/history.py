@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from toolkit.collection import load_collection, record_failure
+from toolkit.collection.loading import insert_rows
 from toolkit.collection.parsing import (
     BadValue,
     _opt_float,
@@ -164,12 +165,7 @@ def record_pull(
         at = _stamp(db, finished)
         events = [(pull_id, i, releases[i], "added", at) for i in added if i in releases]
         events += [(pull_id, i, before[i], "removed", at) for i in removed]
-        if events:
-            db.executemany(
-                'INSERT INTO item_events (pull_id, instance_id, release_id, event, "at") '
-                "VALUES (?, ?, ?, ?, ?)",
-                events,
-            )
+        insert_rows(db, "item_events", events)
     return PullRecord(pull_id, len(added), len(removed))
 
 
@@ -320,11 +316,7 @@ def _market_values(
 def _write_market(db: Database, rows: Sequence[tuple[Any, ...]]) -> None:
     if rows:
         with db.transaction():
-            db.executemany(
-                'INSERT INTO market_stats (release_id, "at", currency, lowest_price, '
-                "num_for_sale, blocked_from_sale) VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            insert_rows(db, "market_stats", rows)
 
 
 def _want_rows(username: str, wants: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -346,12 +338,7 @@ def sync_wants(db: Database, username: str, wants: Iterable[Any]) -> int:
     rows = _want_rows(username, wants)
     with db.transaction():
         db.execute("DELETE FROM wants WHERE username = ?", [username])
-        if rows:
-            db.executemany(
-                "INSERT INTO wants (username, release_id, date_added, rating, notes) "
-                "VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
+        insert_rows(db, "wants", rows)
     return len(rows)
 
 
@@ -379,12 +366,7 @@ def sync_fields(db: Database, username: str, fields: Iterable[Any]) -> int:
         )
     with db.transaction():
         db.execute("DELETE FROM collection_fields WHERE username = ?", [username])
-        if rows:
-            db.executemany(
-                "INSERT INTO collection_fields (username, field_id, name, type, options, "
-                "position, public) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        insert_rows(db, "collection_fields", rows)
     return len(rows)
 
 

@@ -87,8 +87,10 @@ LAST_PULL_FILE = "last_pull.json"
 #: never overwrites it, so notebook 01 can still chart a pull against the rate limit.
 LAST_NETWORK_PULL_FILE = "last_network_pull.json"
 
-#: Collection pages per BatchProcessor batch (each page is written as soon as it arrives).
-PAGES_PER_BATCH = 4
+#: Collection pages per BatchProcessor batch. One: a driver takes the next page as soon as it is
+#: free, so a slow page (or the driver that happened to write the queued pages) holds up no other
+#: page; with four, a 50-page listing ended on two batches run one after the other.
+PAGES_PER_BATCH = 1
 
 #: Errors worth another attempt by the ConcurrencyManager after the client's own retries gave up.
 RETRYABLE: tuple[type[BaseException], ...] = (
@@ -324,29 +326,73 @@ class _Writer:
         #: other release can have one, and a statement less per write is a few ms less).
         self.failed_before = failed_before
         self.lock = threading.Lock()
+        #: Listed pages not written yet (page number, raw items), and what the written ones held.
+        self.queue: list[tuple[int, Sequence[Mapping[str, Any]]]] = []
+        self.queue_lock = threading.Lock()
+        self.seen: set[int] = set()  # instance ids of the items written (only ids: items are big)
+        self.malformed: list[str] = []
 
-    def items(
-        self, page: int, items: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[Mapping[str, Any]], list[str]]:
-        """Write one page's items; returns those written and a line per malformed one."""
-        with self.lock, _arrow_released():
+    def items(self, page: int, items: Sequence[Mapping[str, Any]], *, defer: bool = False) -> None:
+        """Queue one page's items and write the queue unless another thread is writing (or
+        ``defer``: leave it to the next writer or :meth:`flush`).
+
+        Group commit: a page worker never waits for the database. Pages that arrive during a
+        write queue up, and whoever writes next writes them all in one transaction (100 items
+        cost ~12 ms on DuckDB, 1,000 in one go ~31 ms). :meth:`flush` writes what is left.
+        """
+        with self.queue_lock:
+            self.queue.append((page, items))
+        if not defer:
+            self._drain(block=False)
+
+    def flush(self) -> None:
+        """Write every queued page (waits for a write in progress)."""
+        self._drain(block=True)
+
+    def _drain(self, *, block: bool) -> None:
+        while self.lock.acquire(blocking=block):
             try:
-                load_collection(self.db, items, [], username=self.username)
-                return list(items), []
-            except CollectionDataError:
-                pass
-            written: list[Mapping[str, Any]] = []
-            malformed: list[str] = []
-            for index, item in enumerate(items):
-                try:
-                    load_collection(self.db, [item], [], username=self.username)
-                except CollectionDataError as exc:
-                    # The loader names the place as items[0] (one item at a time): say which one.
-                    where = f"page {page} items[{index}]"
-                    malformed.append(str(exc).replace("items[0]", where, 1)[:500])
-                else:
-                    written.append(item)
-            return written, malformed
+                with self.queue_lock:
+                    batch, self.queue = self.queue, []
+                if batch:
+                    with _arrow_released():
+                        self._write_pages(batch)
+            finally:
+                self.lock.release()
+            with self.queue_lock:  # a page queued while we held the lock: its thread went on
+                if not self.queue:
+                    return
+
+    def _write_pages(self, batch: list[tuple[int, Sequence[Mapping[str, Any]]]]) -> None:
+        try:
+            load_collection(
+                self.db, [item for _, items in batch for item in items], [], username=self.username
+            )
+        except CollectionDataError:
+            for page, items in batch:
+                self._write_page(page, items)
+        else:
+            for _, items in batch:
+                self.seen.update(int(item["instance_id"]) for item in items)
+
+    def _write_page(self, page: int, items: Sequence[Mapping[str, Any]]) -> None:
+        """One page whose batch held a malformed item: the page, else item by item."""
+        try:
+            load_collection(self.db, items, [], username=self.username)
+        except CollectionDataError:
+            pass
+        else:
+            self.seen.update(int(item["instance_id"]) for item in items)
+            return
+        for index, item in enumerate(items):
+            try:
+                load_collection(self.db, [item], [], username=self.username)
+            except CollectionDataError as exc:
+                # The loader names the place as items[0] (one item at a time): say which one.
+                where = f"page {page} items[{index}]"
+                self.malformed.append(str(exc).replace("items[0]", where, 1)[:500])
+            else:
+                self.seen.add(int(item["instance_id"]))
 
     def releases(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> tuple[int, int]:
         """Write ``(release_id, body)`` pairs; returns (written, malformed).
@@ -848,17 +894,11 @@ def _pull(
     )
     fetcher = _Details(client, writer, manager, known, retrying, batch_size, catalogue)
     listing = _Listing(pages, fetcher.start if details else None)
-    seen: set[int] = set()  # instance ids of the items written (only their ids: items are big)
-    malformed: list[str] = []
-    seen_lock = threading.Lock()
 
-    def land(page: int, items: Sequence[Mapping[str, Any]]) -> None:
-        """Settle the page (the last one starts the details), then write its items."""
+    def land(page: int, items: Sequence[Mapping[str, Any]], *, defer: bool = False) -> None:
+        """Settle the page (the last one starts the details), then queue its items for writing."""
         listing.settle(items)
-        written, bad = writer.items(page, items)
-        with seen_lock:
-            seen.update(int(item["instance_id"]) for item in written)
-            malformed.extend(bad)
+        writer.items(page, items, defer=defer)
 
     clean = False
     failure: BaseException | None = None
@@ -881,19 +921,23 @@ def _pull(
                     bar.update(1)
                 return listed
 
-            land(1, first["releases"])
+            # Page 1 waits in the queue while the other pages are requested: it is written with
+            # the first of them (or by the flush below when it is the only page).
+            land(1, first["releases"], defer=pages > 1)
             bar.update(1)
             listed = [True]
             rest = list(range(2, pages + 1))
             if rest:
-                size = max(1, min(PAGES_PER_BATCH, math.ceil(len(rest) / workers)))
+                size = PAGES_PER_BATCH
                 try:
                     listed += BatchProcessor.process_parallel_batches(
                         rest, batch_size=size, concurrency=workers, handler=fetch_pages
                     )
                 except BatchError as exc:  # a database error, or a bug: surface it
                     raise exc.failed[min(exc.failed)] from None
+            writer.flush()
         pages_failed = listed.count(False)
+        seen, malformed = writer.seen, writer.malformed
 
         # 3. Sync: only a complete listing, every item of it loaded, may remove items.
         removed = 0
@@ -923,6 +967,7 @@ def _pull(
         # database error is not retried: the database just refused a write.
         manager.close(wait=clean, cancel_pending=not clean)
         if not clean and not isinstance(failure, DatabaseError):
+            writer.flush()  # pages listed before the interruption
             fetcher.salvage()
 
     # History: the pull and what it changed, then the extras (they belong to this pull).

@@ -12,8 +12,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 
 from toolkit.backoff import backoff_delay
 from toolkit.errors import (
@@ -124,6 +126,32 @@ class Exhausted:
     why: str
 
 
+class _Session(requests.Session):
+    """A Session that reads the environment's proxy and CA-bundle settings once per host.
+
+    requests re-reads them on every request (``merge_environment_settings`` walks ``os.environ``
+    for proxies each time: ~0.5 ms, a good part of a cached request's cost). The client never
+    passes per-request proxies, verify or cert, so the answer depends on the host alone.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:  # requests' stubs name a private TypedDict here
+        if proxies or stream is not None or verify is not None or cert is not None or not url:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url if isinstance(url, str) else url.decode())
+        key = (parts.scheme, parts.netloc)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = dict(super().merge_environment_settings(url, {}, None, None, None))
+            self._environment[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header given in seconds (HTTP dates are ignored)."""
     if value is None:
@@ -186,7 +214,12 @@ class Transport:
         self._sleep = sleep
         self._clock = clock
         self.counters = Counters()
-        self._http = requests.Session()
+        self._http = _Session()
+        # One pooled connection per thread that may send at once (requests keeps 10 by default,
+        # and a connection beyond the pool is dropped after its request: a new handshake each time).
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
         self._http.headers.update({"User-Agent": user_agent, "Accept": _ACCEPT})
         if token:
             self._http.headers["Authorization"] = f"Discogs token={token}"
