@@ -175,15 +175,19 @@ def finish_pull(
     *,
     requests: int,
     rate_limited: int,
+    complete: bool | None = None,
     finished_at: datetime | None = None,
 ) -> None:
-    """Complete a ``pulls`` row once the pull's extras (value, wants, prices) are done too."""
+    """Complete a ``pulls`` row once the pull's details and extras are done (or it was stopped):
+    its end, the requests it sent and, unless None, whether it got everything."""
     finished = finished_at if finished_at is not None else _now()
+    sets = "finished_at = ?, requests = ?, rate_limited = ?"
+    params: list[Any] = [_stamp(db, finished), requests, rate_limited]
+    if complete is not None:
+        sets += ", complete = ?"
+        params.append(complete)
     with db.transaction():
-        db.execute(
-            "UPDATE pulls SET finished_at = ?, requests = ?, rate_limited = ? WHERE pull_id = ?",
-            [_stamp(db, finished), requests, rate_limited, pull_id],
-        )
+        db.execute(f"UPDATE pulls SET {sets} WHERE pull_id = ?", [*params, pull_id])
 
 
 def history_text(db: Database, *, limit: int = 20) -> str:

@@ -57,6 +57,7 @@ from toolkit.errors import (
 )
 from toolkit.history import (
     Extras,
+    PullRecord,
     current_items,
     finish_pull,
     pull_extras,
@@ -288,6 +289,12 @@ def _progress(total: int, desc: str, unit: str, enabled: bool) -> Iterator[Any]:
 def _stats_dict(client: DiscogsClient) -> dict[str, float]:
     stats = client.stats()
     return {f.name: float(getattr(stats, f.name)) for f in fields(stats)}
+
+
+def _spent(client: DiscogsClient, before: Mapping[str, float]) -> dict[str, float]:
+    """The client's counters since ``before`` (a :func:`_stats_dict`)."""
+    after = _stats_dict(client)
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 def _now() -> datetime:
@@ -902,6 +909,7 @@ def _pull(
 
     clean = False
     failure: BaseException | None = None
+    record: PullRecord | None = None
     try:
         with _progress(pages, "pages", "page", progress) as bar:
             bar = track(client, bar, f"pull {username}: pages", pages)
@@ -944,6 +952,22 @@ def _pull(
         if pages_failed == 0 and not malformed:
             removed = remove_missing_items(db, username, folder_id, seen)
 
+        # History: the pulls row and the items this listing added and removed, recorded now, while
+        # the details travel (finish_pull completes the row at the end, or after an interruption).
+        listing_complete = pages_failed == 0 and not malformed
+        record = record_pull(
+            db,
+            username=username,
+            folder_id=folder_id,
+            started_at=started_at,
+            before=before,
+            listed=seen,
+            listing_complete=listing_complete,
+            requests=0,
+            rate_limited=0,
+            complete=False,
+        )
+
         # Custom field names (when an item uses one not stored yet) are asked while the details
         # travel, not after them: one more request, but never one more round trip.
         fields_answer: Future[dict[str, Any]] | None = None
@@ -969,24 +993,14 @@ def _pull(
         if not clean and not isinstance(failure, DatabaseError):
             writer.flush()  # pages listed before the interruption
             fetcher.salvage()
+            if record is not None:  # the row says how far it got: incomplete
+                spent = _spent(client, stats_before)
+                finish_pull(
+                    db, record.pull_id, requests=int(spent.get("network_requests", 0)),
+                    rate_limited=int(spent.get("rate_limited", 0)), complete=False,
+                )  # fmt: skip
 
-    # History: the pull and what it changed, then the extras (they belong to this pull).
-    counted = _stats_dict(client)
-    listing_complete = pages_failed == 0 and not malformed
-    record = record_pull(
-        db,
-        username=username,
-        folder_id=folder_id,
-        started_at=started_at,
-        before=before,
-        listed=seen,
-        listing_complete=listing_complete,
-        requests=int(
-            counted.get("network_requests", 0.0) - stats_before.get("network_requests", 0.0)
-        ),
-        rate_limited=int(counted.get("rate_limited", 0.0) - stats_before.get("rate_limited", 0.0)),
-        complete=listing_complete and fetcher.failed == 0,
-    )
+    # The extras belong to this pull too.
     done = pull_extras(
         client,
         db,
@@ -998,11 +1012,14 @@ def _pull(
         fields_answer=fields_answer,
     )
 
-    after = _stats_dict(client)
-    delta = {name: after[name] - stats_before.get(name, 0.0) for name in after}
+    delta = _spent(client, stats_before)
     network = int(delta.get("network_requests", 0))
     finish_pull(
-        db, record.pull_id, requests=network, rate_limited=int(delta.get("rate_limited", 0))
+        db,
+        record.pull_id,
+        requests=network,
+        rate_limited=int(delta.get("rate_limited", 0)),
+        complete=listing_complete and fetcher.failed == 0,
     )
     limiter = client.limiter
     limit, window = int(limiter.limit), float(limiter.window)

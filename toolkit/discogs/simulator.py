@@ -185,7 +185,8 @@ class DiscogsSimulator:
     * ``tokens``: None accepts any non-empty token as the owner of every user (and
       /oauth/identity answers ``demo``); a mapping token → username makes any other token a 401
       (on every endpoint) and other users' private folders a 403.
-    * ``latency + uniform(-jitter, jitter)`` seconds of ``sleep`` per response, no lock held.
+    * ``latency + uniform(-jitter, jitter)`` seconds from a request's arrival to its answer (the
+      time spent building the answer is part of it, as on a real server), no lock held.
     * ``faults``: a :class:`FaultPlan`, decided from ``seed`` and the request number.
     * ``pre_used``: requests already in each new client's window when it first shows up (a
       shared egress IP: Remaining lower than expected from the first response).
@@ -679,7 +680,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = self._respond(sim, kind, params, query, token)
             if fault is not None and fault.kind == "malformed" and status == 200:
                 body = body[: max(1, len(body) // 2)]
-        self._wait(delay)
+        # Latency counts from arrival: 10 answers built at once must not each add their CPU time.
+        self._wait(delay - (sim._clock() - arrival))
         self._answer(status, body, headers)
 
     @staticmethod
