@@ -831,7 +831,11 @@ def test_interrupt_writes_every_answer_that_arrived(
                 "SELECT release_id FROM releases WHERE fetched_at IS NOT NULL"
             )
         }
+        # The history knows the pull: its listing's items as added, the row finished incomplete.
+        history = check.fetchall("SELECT items, added, complete, requests > 0 FROM pulls")
+        added = check.scalar("SELECT count(*) FROM item_events WHERE event = 'added'")
     assert stored == distinct
+    assert history == [(40, 40, False, True)] and added == 40
 
 
 # --------------------------------------------------------------------------------- SIGKILL

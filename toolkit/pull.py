@@ -993,12 +993,19 @@ def _pull(
         if not clean and not isinstance(failure, DatabaseError):
             writer.flush()  # pages listed before the interruption
             fetcher.salvage()
-            if record is not None:  # the row says how far it got: incomplete
-                spent = _spent(client, stats_before)
-                finish_pull(
-                    db, record.pull_id, requests=int(spent.get("network_requests", 0)),
-                    rate_limited=int(spent.get("rate_limited", 0)), complete=False,
+            # The history keeps what was written (the items it added stay added) and says how far
+            # the pull got. A listing cut short removes nothing.
+            if record is None:
+                record = record_pull(
+                    db, username=username, folder_id=folder_id, started_at=started_at,
+                    before=before, listed=writer.seen, listing_complete=False, requests=0,
+                    rate_limited=0, complete=False,
                 )  # fmt: skip
+            spent = _spent(client, stats_before)
+            finish_pull(
+                db, record.pull_id, requests=int(spent.get("network_requests", 0)),
+                rate_limited=int(spent.get("rate_limited", 0)), complete=False,
+            )  # fmt: skip
 
     # The extras belong to this pull too.
     done = pull_extras(
