@@ -111,8 +111,10 @@ def test_a_cli_pull_with_details_into_duckdb_never_imports_pandas(tmp_path: Path
     ) as server:
         env.update(DISCOGS_API_URL=server.url, TOOLKIT_DATA_DIR=str(tmp_path / "data"))
         done = subprocess.run(
-            [sys.executable, "-c", PROBE, "pull", "--username", "nopandas", "--no-progress"]
-            + ["--db", str(tmp_path / "c.duckdb"), "--per-page", "25"],
+            [
+                *(sys.executable, "-c", PROBE, "pull", "--username", "nopandas", "--no-progress"),
+                *("--db", str(tmp_path / "c.duckdb"), "--per-page", "25"),
+            ],
             env=env,
             capture_output=True,
             text=True,

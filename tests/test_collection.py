@@ -32,6 +32,7 @@ from toolkit.collection import (
     repair_schema,
     schema_version,
 )
+from toolkit.collection.loading import insert_rows
 from toolkit.collection.schema import _migration, quote_name
 from toolkit.db import Database
 from toolkit.errors import DatabaseError
@@ -859,3 +860,56 @@ def test_the_package_re_exports_every_name_it_had_as_a_module() -> None:
     assert {name for name in dir(collection) if not name.startswith("_")} - set(
         collection.__all__
     ) <= {"annotations", "loading", "parsing", "schema"}
+
+
+# ------------------------------------------------------------------------ history rows
+
+
+def _stored_time(db: Database, moment: datetime) -> Any:
+    """A timestamp as each engine stores it: a datetime on DuckDB, fixed-width text on sqlite."""
+    return moment if db.engine == "duckdb" else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _all_rows(db: Database, table: str) -> list[tuple[Any, ...]]:
+    names = [name for name, _ in TABLES[table]]
+    columns = ", ".join(quote_name(name) for name in names)
+    return db.fetchall(f"SELECT {columns} FROM {table} ORDER BY {columns}")
+
+
+def test_insert_rows_writes_whole_history_rows_that_read_back_equal(db: Database) -> None:
+    at = _stored_time(db, datetime(2024, 5, 6, 7, 8, 9, 123456))
+    later = _stored_time(db, datetime(2024, 5, 7, 0, 0, 0, 1))
+    events = [(1, 100, 5, "added", at), (1, 101, 6, "removed", at), (2, 100, 5, "removed", later)]
+    market = [
+        (5, at, "EUR", 12.5, 3, False),
+        (5, later, None, None, None, True),  # NULLs where Discogs said nothing
+        (6, at, "USD", 0.0, 0, None),
+    ]
+    with db.transaction():
+        insert_rows(db, "item_events", events)
+        insert_rows(db, "market_stats", market)
+    assert _all_rows(db, "item_events") == sorted(events)
+    assert _all_rows(db, "market_stats") == sorted(market, key=lambda row: (row[0], row[1]))
+    # History is appended: the same rows again are new rows, not an update of the old ones.
+    insert_rows(db, "item_events", events[:1])
+    assert db.scalar("SELECT count(*) FROM item_events") == 4
+
+
+def test_insert_rows_does_not_upsert_a_keyed_table(db: Database) -> None:
+    at = _stored_time(db, datetime(2024, 5, 6, 7, 8, 9))
+    first = (7, at, "EUR", 1.0, 2.0, 3.0)
+    insert_rows(db, "collection_value", [first])
+    with pytest.raises(DatabaseError):
+        insert_rows(db, "collection_value", [(7, at, "USD", 9.0, 9.0, 9.0)])
+    # A duplicate inside one call is refused whole: its transaction keeps nothing of it.
+    with pytest.raises(DatabaseError), db.transaction():
+        twice = [(8, at, "EUR", 1.0, 1.0, 1.0), (8, at, "EUR", 2.0, 2.0, 2.0)]
+        insert_rows(db, "collection_value", twice)
+    assert _all_rows(db, "collection_value") == [first]
+
+
+def test_insert_rows_with_no_rows_is_a_no_op(db: Database) -> None:
+    for table in ("item_events", "market_stats", "collection_value", "wants"):
+        insert_rows(db, table, [])
+        insert_rows(db, table, ())
+    assert all(not rows for rows in snapshot(db).values())

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import toolkit.pull
-from toolkit.collection import TABLES, CollectionDataError
+from toolkit.collection import TABLES, CollectionDataError, create_schema, load_collection
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
@@ -37,7 +37,7 @@ from toolkit.pull import (
     save_pull,
 )
 from toolkit.ratelimit import SlidingWindowLimiter
-from toolkit.testing import wait_until
+from toolkit.testing import WAIT, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMPS = {"fetched_at", "last_attempt"}
@@ -1001,3 +1001,137 @@ def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: SimCatalogue, tmp_path
         assert resumed.returncode == 0, resumed.stderr
         assert not set(releases_requested(server)) & stored
         assert snapshot(db) == snapshot(reference)
+
+
+# --------------------------------------------------------------------------- the page writer
+
+
+def _listed(catalogue: SimCatalogue, name: str, pages: int, per_page: int = 20) -> list[list[Any]]:
+    """``pages`` pages of a new simulated user's items (copies: a test may spoil one)."""
+    items = [dict(item) for item in catalogue.user(name, items=pages * per_page).items]
+    return [items[i : i + per_page] for i in range(0, len(items), per_page)]
+
+
+def _stored_ids(db: Database) -> set[int]:
+    return {int(row[0]) for row in db.fetchall("SELECT instance_id FROM collection_items")}
+
+
+def _ids(pages: Iterable[Iterable[Any]]) -> set[int]:
+    return {int(item["instance_id"]) for page in pages for item in page}
+
+
+@pytest.fixture
+def writer_db(tmp_path: Path) -> Iterator[Database]:
+    with Database.connect(tmp_path / "w.duckdb") as db:
+        create_schema(db)
+        yield db
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many items each ``load_collection`` call of the writer was given (the real one runs)."""
+    sizes: list[int] = []
+    real = load_collection  # what toolkit.pull imported
+
+    def counted(db: Database, items: Any, releases: Any, **kwargs: Any) -> dict[str, int]:
+        sizes.append(len(items))
+        return real(db, items, releases, **kwargs)
+
+    monkeypatch.setattr(toolkit.pull, "load_collection", counted)
+    return sizes
+
+
+def test_deferred_pages_wait_for_the_next_writer_or_the_flush(
+    catalogue: SimCatalogue, writer_db: Database, loads: list[int]
+) -> None:
+    pages = _listed(catalogue, "deferred", 5)
+    writer = toolkit.pull._Writer(writer_db, "deferred", set())
+    for number, page in enumerate(pages[:3], start=1):
+        writer.items(number, page, defer=True)
+    assert writer_db.scalar("SELECT count(*) FROM collection_items") == 0
+    assert not writer.seen and not loads
+    # The next page that is not deferred writes the queue with it, in one load.
+    writer.items(4, pages[3])
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages[:4])
+    assert loads == [80]
+    writer.items(5, pages[4], defer=True)
+    assert _stored_ids(writer_db) == _ids(pages[:4])
+    writer.flush()
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
+    assert loads == [80, 20] and writer.malformed == [] and writer.queue == []
+    writer.flush()  # nothing queued: no write
+    assert loads == [80, 20]
+
+
+def test_pages_queued_during_a_write_are_written_together(
+    catalogue: SimCatalogue, writer_db: Database, loads: list[int]
+) -> None:
+    threads, per_thread = 8, 5
+    pages = _listed(catalogue, "grouped", threads * per_thread)
+    writer = toolkit.pull._Writer(writer_db, "grouped", set())
+
+    def lister(n: int) -> None:
+        for number in range(n * per_thread, (n + 1) * per_thread):
+            writer.items(number + 1, pages[number])
+
+    workers = [threading.Thread(target=lister, args=(n,)) for n in range(threads)]
+    try:
+        # The test holds the write lock, as a long write would: page workers queue and go on.
+        with writer.lock:
+            for worker in workers:
+                worker.start()
+            wait_until(
+                lambda: not any(worker.is_alive() for worker in workers),
+                "the page workers to queue their pages and go on (none waits for a write)",
+            )
+            assert len(writer.queue) == len(pages)
+            assert not loads and not writer.seen
+            assert writer_db.scalar("SELECT count(*) FROM collection_items") == 0
+    finally:
+        for worker in workers:  # (only a broken writer leaves one running: let it end first)
+            worker.join(timeout=WAIT)
+    writer.flush()
+    assert loads == [len(pages) * 20]  # one transaction wrote every queued page
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
+
+
+def test_concurrent_pages_all_land_in_no_more_loads_than_pages(
+    catalogue: SimCatalogue, writer_db: Database, loads: list[int]
+) -> None:
+    threads, per_thread = 8, 5
+    pages = _listed(catalogue, "racing", threads * per_thread)
+    writer = toolkit.pull._Writer(writer_db, "racing", set())
+    together = threading.Barrier(threads, timeout=WAIT)
+
+    def lister(n: int) -> None:
+        together.wait()
+        for number in range(n * per_thread, (n + 1) * per_thread):
+            writer.items(number + 1, pages[number])
+
+    workers = [threading.Thread(target=lister, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    writer.flush()
+    assert writer.queue == [] and writer.malformed == []
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
+    assert len(loads) <= len(pages) and sum(loads) == len(pages) * 20
+
+
+def test_a_malformed_item_costs_only_itself_in_a_group_write(
+    catalogue: SimCatalogue, writer_db: Database
+) -> None:
+    pages = _listed(catalogue, "spoilt", 3)
+    bad = pages[1][7]
+    bad["rating"] = "--5"
+    writer = toolkit.pull._Writer(writer_db, "spoilt", set())
+    for number, page in enumerate(pages, start=1):
+        writer.items(number, page, defer=True)
+    writer.flush()
+    good = _ids(pages) - {int(bad["instance_id"])}
+    assert _stored_ids(writer_db) == writer.seen == good
+    assert len(good) == 59
+    [line] = writer.malformed
+    assert line.startswith("page 2 items[7].rating ")
+    assert f"instance {bad['instance_id']}" in line and "'--5'" in line
