@@ -901,9 +901,11 @@ def test_insert_rows_does_not_upsert_a_keyed_table(db: Database) -> None:
     insert_rows(db, "collection_value", [first])
     with pytest.raises(DatabaseError):
         insert_rows(db, "collection_value", [(7, at, "USD", 9.0, 9.0, 9.0)])
-    # A duplicate inside one call is refused whole: its transaction keeps nothing of it.
+    # A duplicate inside one call is refused whole, in the caller's transaction or its own.
+    twice = [(8, at, "EUR", 1.0, 1.0, 1.0), (8, at, "EUR", 2.0, 2.0, 2.0)]
     with pytest.raises(DatabaseError), db.transaction():
-        twice = [(8, at, "EUR", 1.0, 1.0, 1.0), (8, at, "EUR", 2.0, 2.0, 2.0)]
+        insert_rows(db, "collection_value", twice)
+    with pytest.raises(DatabaseError):
         insert_rows(db, "collection_value", twice)
     assert _all_rows(db, "collection_value") == [first]
 

@@ -133,10 +133,12 @@ def insert_rows(db: Database, table: str, rows: Sequence[tuple[Any, ...]]) -> No
     """Insert whole rows (every column of ``table``, in ``TABLES`` order) set-wise: no upsert.
 
     DuckDB's ``executemany`` goes row by row (100 history rows took ~50 ms), so DuckDB gets one
-    ``INSERT ... SELECT`` over an Arrow table; sqlite keeps ``executemany``.
+    ``INSERT ... SELECT`` over an Arrow table; sqlite keeps ``executemany``. One transaction
+    (joined when one is open): a duplicate key stores none of the rows on either engine.
     """
     if rows:
-        _write(db, table, list(rows), upsert=False)
+        with db.transaction():  # all or nothing on both engines (sqlite would keep a prefix)
+            _write(db, table, list(rows), upsert=False)
 
 
 def _write(db: Database, table: str, rows: list[tuple[Any, ...]], *, upsert: bool = True) -> None:
