@@ -223,6 +223,7 @@ class Transport:
         self._http.headers.update({"User-Agent": user_agent, "Accept": _ACCEPT})
         if token:
             self._http.headers["Authorization"] = f"Discogs token={token}"
+        self._headers = dict(self._http.headers)
 
     @property
     def limiter(self) -> SlidingWindowLimiter:
@@ -254,6 +255,19 @@ class Transport:
         if remaining is not None and remaining >= 0:
             self._limiter.observe_remaining(remaining)
 
+    def _get(self, url: str) -> requests.Response:
+        """``GET url`` as ``Session.get`` would send it, without re-merging the session per call.
+
+        The request is prepared from the session's headers (fixed once the transport is built)
+        and sent with the host's environment settings; no cookies are sent (the API authenticates
+        by header). ``Session.get`` merges cookie jars, hooks and header dicts on every call: about
+        a third of a request's CPU time, which ten workers pay one after another.
+        """
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url, headers=self._headers)
+        settings = self._http.merge_environment_settings(url, {}, None, None, None)
+        return self._http.send(prepared, timeout=self._timeout, allow_redirects=True, **settings)
+
     def _record(self, started: float, path: str, status: int | None, stale: bool) -> None:
         self.counters.request(RequestEvent(started, self._clock(), path, status, stale))
 
@@ -282,7 +296,7 @@ class Transport:
             slot = self._slot_wait(url)
             started = self._clock()
             try:
-                response = self._http.get(url, timeout=self._timeout)
+                response = self._get(url)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 slot.complete()
                 failures += 1
