@@ -1066,7 +1066,8 @@ def test_deferred_pages_wait_for_the_next_writer_or_the_flush(
 def test_pages_queued_during_a_write_are_written_together(
     catalogue: SimCatalogue, writer_db: Database, loads: list[int]
 ) -> None:
-    threads, per_thread = 8, 5
+    threads, per_thread = 5, 2  # as many pages as the queue holds before workers must wait
+    assert threads * per_thread == toolkit.pull.MAX_QUEUED_PAGES
     pages = _listed(catalogue, "grouped", threads * per_thread)
     writer = toolkit.pull._Writer(writer_db, "grouped", set())
 
@@ -1092,6 +1093,29 @@ def test_pages_queued_during_a_write_are_written_together(
             worker.join(timeout=WAIT)
     writer.flush()
     assert loads == [len(pages) * 20]  # one transaction wrote every queued page
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
+
+
+def test_a_full_queue_makes_the_page_worker_wait_and_write(
+    catalogue: SimCatalogue, writer_db: Database, loads: list[int]
+) -> None:
+    """Back-pressure: past MAX_QUEUED_PAGES a page worker waits for the writer, then writes all."""
+    limit = toolkit.pull.MAX_QUEUED_PAGES
+    pages = _listed(catalogue, "backlog", limit + 1)
+    writer = toolkit.pull._Writer(writer_db, "backlog", set())
+    late = threading.Thread(target=writer.items, args=(limit + 1, pages[limit]))
+    try:
+        with writer.lock:  # a long write in progress
+            for number in range(limit):
+                writer.items(number + 1, pages[number])  # queued; returns at once
+            late.start()
+            wait_until(lambda: len(writer.queue) == limit + 1, "the page past the limit queued")
+            assert late.is_alive()  # it cannot return while the write it waits for runs
+            assert not loads
+    finally:
+        late.join(timeout=WAIT)
+    assert not late.is_alive() and not writer.queue
+    assert loads == [(limit + 1) * 20]  # the waiting worker wrote every queued page at once
     assert _stored_ids(writer_db) == writer.seen == _ids(pages)
 
 

@@ -318,6 +318,11 @@ def _arrow_released() -> Iterator[None]:
         pa.default_memory_pool().release_unused()
 
 
+#: Listed pages the writer may fall behind by before page workers wait for it: bounds the raw
+#: items held in memory (~100 KiB a page) when the network outruns the database.
+MAX_QUEUED_PAGES = 10
+
+
 class _Writer:
     """Serialises the pull's writes: one transaction per call, never interleaved.
 
@@ -349,8 +354,9 @@ class _Writer:
         """
         with self.queue_lock:
             self.queue.append((page, items))
+            full = len(self.queue) > MAX_QUEUED_PAGES
         if not defer:
-            self._drain(block=False)
+            self._drain(block=full)  # back-pressure: a full queue makes the worker wait and write
 
     def flush(self) -> None:
         """Write every queued page (waits for a write in progress)."""
