@@ -211,6 +211,17 @@ def test_engine_errors_become_query_errors_with_the_engine_message(
     assert info.value.__cause__ is not None  # the engine's exception is kept as the cause
 
 
+def test_table_exists_sees_this_database_only(db: Database, tmp_path: Path) -> None:
+    """A table of an attached database (the catalogue is one) is not this database's table."""
+    db.execute("CREATE TABLE mine (x INTEGER)")
+    other = tmp_path / f"other.{'duckdb' if db.engine == 'duckdb' else 'sqlite'}"
+    with Database.connect(other) as attached:
+        attached.execute("CREATE TABLE theirs (x INTEGER)")
+    db.execute(f"ATTACH '{other}' AS other")
+    assert db.scalar("SELECT count(*) FROM other.theirs") == 0  # attached, and readable
+    assert db.table_exists("mine") and not db.table_exists("theirs")
+
+
 def test_mapping_params_are_rejected(db: Database) -> None:
     with pytest.raises(QueryError, match="sequence"):
         db.fetchall("SELECT * FROM users WHERE id = ?", {"id": 1})  # type: ignore[arg-type]

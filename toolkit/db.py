@@ -433,13 +433,14 @@ class Database:
         return sqlite_frame(names, rows)
 
     def table_exists(self, name: str) -> bool:
-        """True when a table or view of that name exists in the main schema."""
+        """True when a table or view of that name exists in the main schema (of this database
+        file: never an attached one's, such as the catalogue's)."""
         if self.engine == "sqlite":
             sql = "SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?"
         else:
             sql = (
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_name = ? AND table_schema = 'main'"
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+                "AND table_schema = 'main' AND table_catalog = current_database()"
             )
         return bool(self.scalar(sql, [name]))
 
