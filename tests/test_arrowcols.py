@@ -1,4 +1,7 @@
-"""Arrow columns built from buffers agree with ``pa.array``, and a pull never imports pandas."""
+"""Arrow columns built from buffers agree with ``pa.array``, and a pull never imports pandas.
+
+(pytest has pandas loaded, so ``column`` would take ``pa.array`` here: the tests call
+``from_buffers``, the path of a process without pandas, directly.)"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from toolkit.arrowcols import column, table
+from toolkit.arrowcols import from_buffers, table
 from toolkit.collection import TABLES
 from toolkit.config import ENV_FILE_VARIABLE
 from toolkit.discogs.simdata import SimCatalogue
@@ -38,12 +41,14 @@ CASES: list[tuple[list[Any], pa.DataType]] = [
     ([None, None, None], pa.int64()),
     ([None], pa.string()),
     ([None] * 17, pa.bool_()),
+    (["a\x00b", "", None, "\x00"], pa.string()),  # NUL characters: the per-value path
+    ([datetime(1970, 1, 1), datetime(1970, 1, 1), None, datetime(2000, 2, 29)], pa.timestamp("us")),
 ]
 
 
 @pytest.mark.parametrize(("values", "kind"), CASES, ids=lambda case: str(case)[:20])
 def test_column_equals_pa_array(values: list[Any], kind: pa.DataType) -> None:
-    built = column(values, kind)
+    built = from_buffers(values, kind)
     built.validate(full=True)
     assert built.equals(pa.array(values, type=kind))
     assert built.null_count == values.count(None)
@@ -64,7 +69,7 @@ def test_every_schema_type_is_built_from_buffers_and_agrees_at_scale() -> None:
     assert kinds <= set(make), kinds - set(make)
     for kind in kinds:
         values = [None if i % 11 == 0 else make[kind](i) for i in range(10_000)]
-        assert column(values, kind).equals(pa.array(values, type=kind)), kind
+        assert from_buffers(values, kind).equals(pa.array(values, type=kind)), kind
 
 
 def test_table_names_and_types_follow_the_spec() -> None:
@@ -77,12 +82,12 @@ def test_table_names_and_types_follow_the_spec() -> None:
 
 def test_text_that_is_not_unicode_raises() -> None:
     with pytest.raises(UnicodeEncodeError):
-        column(["fine", "\udc80"], pa.string())
+        from_buffers(["fine", "\udc80"], pa.string())
 
 
 def test_integer_out_of_range_raises() -> None:
     with pytest.raises(OverflowError):
-        column([2**63], pa.int64())
+        from_buffers([2**63], pa.int64())
 
 
 PROBE = """
