@@ -1041,6 +1041,51 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+def test_a_refused_write_stops_every_later_write(
+    catalogue: SimCatalogue, writer_db: Database, loads: list[int]
+) -> None:
+    """After the database refuses a write, the writer raises that error again and writes nothing."""
+    pages = _listed(catalogue, "refused", 3)
+    writer = toolkit.pull._Writer(writer_db, "refused", set())
+    writer_db.execute("DROP TABLE item_fields")  # every item write now fails
+    with pytest.raises(DatabaseError) as first:
+        writer.items(1, pages[0])
+    assert writer.failed is first.value and loads == [20]
+    writer_db.execute("CREATE TABLE item_fields (instance_id BIGINT, field_id BIGINT, value TEXT)")
+    for call in (lambda: writer.items(2, pages[1]), writer.flush, writer.check):
+        with pytest.raises(DatabaseError) as again:
+            call()
+        assert again.value is first.value
+    assert loads == [20]  # no write was tried after the refusal, though the table is back
+    assert _stored_ids(writer_db) == set()
+
+
+def test_an_interrupted_write_puts_its_pages_back(
+    catalogue: SimCatalogue, writer_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a group write: its pages return to the queue, and the next flush writes them."""
+    pages = _listed(catalogue, "ctrlc", 3)
+    writer = toolkit.pull._Writer(writer_db, "ctrlc", set())
+    real = load_collection
+    calls: list[int] = []
+
+    def interrupted_once(db: Database, items: Any, releases: Any, **kwargs: Any) -> Any:
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(db, items, releases, **kwargs)
+
+    monkeypatch.setattr(toolkit.pull, "load_collection", interrupted_once)
+    writer.items(1, pages[0], defer=True)
+    writer.items(2, pages[1], defer=True)
+    with pytest.raises(KeyboardInterrupt):
+        writer.items(3, pages[2])
+    assert [page for page, _ in writer.queue] == [1, 2, 3] and writer.failed is None
+    writer.flush()
+    assert calls == [60, 60] and not writer.queue
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
+
+
 def test_deferred_pages_wait_for_the_next_writer_or_the_flush(
     catalogue: SimCatalogue, writer_db: Database, loads: list[int]
 ) -> None:

@@ -291,6 +291,23 @@ def _stats_dict(client: DiscogsClient) -> dict[str, float]:
     return {f.name: float(getattr(stats, f.name)) for f in fields(stats)}
 
 
+#: How long the clean-up after an interruption waits for a write another thread is making.
+CLEANUP_WAIT = 60.0
+
+
+def _database_failed(failure: BaseException, writer: _Writer) -> bool:
+    """True when the database refused a write (then nothing more is written after a failure)."""
+    return isinstance(failure, DatabaseError) or writer.failed is not None
+
+
+def _after(failure: BaseException, what: str, step: Callable[[], object]) -> None:
+    """Run a clean-up step after ``failure``; if it fails too, say so on ``failure`` and go on."""
+    try:
+        step()
+    except Exception as exc:
+        failure.add_note(f"then {what} failed: {type(exc).__name__}: {exc}")
+
+
 def _spent(client: DiscogsClient, before: Mapping[str, float]) -> dict[str, float]:
     """The client's counters since ``before`` (a :func:`_stats_dict`)."""
     after = _stats_dict(client)
@@ -343,6 +360,14 @@ class _Writer:
         self.queue_lock = threading.Lock()
         self.seen: set[int] = set()  # instance ids of the items written (only ids: items are big)
         self.malformed: list[str] = []
+        #: The first write the database refused: every later write raises it again, so no page
+        #: worker goes on writing to a database that just failed.
+        self.failed: DatabaseError | None = None
+
+    def check(self) -> None:
+        """Raise the database error an earlier write met, if any."""
+        if self.failed is not None:
+            raise self.failed
 
     def items(self, page: int, items: Sequence[Mapping[str, Any]], *, defer: bool = False) -> None:
         """Queue one page's items and write the queue unless another thread is writing (or
@@ -352,24 +377,36 @@ class _Writer:
         write queue up, and whoever writes next writes them all in one transaction (100 items
         cost ~12 ms on DuckDB, 1,000 in one go ~31 ms). :meth:`flush` writes what is left.
         """
+        self.check()
         with self.queue_lock:
             self.queue.append((page, items))
             full = len(self.queue) > MAX_QUEUED_PAGES
         if not defer:
             self._drain(block=full)  # back-pressure: a full queue makes the worker wait and write
 
-    def flush(self) -> None:
-        """Write every queued page (waits for a write in progress)."""
-        self._drain(block=True)
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every queued page (waits for a write in progress, at most ``timeout`` s)."""
+        self._drain(block=True, timeout=timeout)
 
-    def _drain(self, *, block: bool) -> None:
-        while self.lock.acquire(blocking=block):
+    def _drain(self, *, block: bool, timeout: float | None = None) -> None:
+        while self.lock.acquire(
+            blocking=block, timeout=-1 if timeout is None or not block else timeout
+        ):
             try:
+                self.check()
                 with self.queue_lock:
                     batch, self.queue = self.queue, []
                 if batch:
-                    with _arrow_released():
-                        self._write_pages(batch)
+                    try:
+                        with _arrow_released():
+                            self._write_pages(batch)
+                    except DatabaseError as exc:
+                        self.failed = exc
+                        raise
+                    except BaseException:  # Ctrl-C: the pages go back, for the flush after it
+                        with self.queue_lock:
+                            self.queue[:0] = batch
+                        raise
             finally:
                 self.lock.release()
             with self.queue_lock:  # a page queued while we held the lock: its thread went on
@@ -924,6 +961,7 @@ def _pull(
                 """One BatchProcessor batch: fetch and write each page in turn; True = listed."""
                 listed = []
                 for page in batch:
+                    writer.check()  # the database refused a write: list no more pages
                     try:
                         data = get_page(page)
                     except DiscogsError:  # a page that failed after the client's retries
@@ -948,31 +986,34 @@ def _pull(
                         rest, batch_size=size, concurrency=workers, handler=fetch_pages
                     )
                 except BatchError as exc:  # a database error, or a bug: surface it
-                    raise exc.failed[min(exc.failed)] from None
+                    errors = [exc.failed[index] for index in sorted(exc.failed)]
+                    error = next((e for e in errors if isinstance(e, DatabaseError)), errors[0])
+                    raise error from None
             writer.flush()
         pages_failed = listed.count(False)
         seen, malformed = writer.seen, writer.malformed
 
-        # 3. Sync: only a complete listing, every item of it loaded, may remove items.
+        # 3. Sync: only a complete listing, every item of it loaded, may remove items. In the same
+        # transaction, the history: the pulls row and the items this listing added and removed,
+        # recorded now, while the details travel (finish_pull completes the row at the end, or
+        # after an interruption), so no removal is ever without its event.
         removed = 0
-        if pages_failed == 0 and not malformed:
-            removed = remove_missing_items(db, username, folder_id, seen)
-
-        # History: the pulls row and the items this listing added and removed, recorded now, while
-        # the details travel (finish_pull completes the row at the end, or after an interruption).
         listing_complete = pages_failed == 0 and not malformed
-        record = record_pull(
-            db,
-            username=username,
-            folder_id=folder_id,
-            started_at=started_at,
-            before=before,
-            listed=seen,
-            listing_complete=listing_complete,
-            requests=0,
-            rate_limited=0,
-            complete=False,
-        )
+        with db.transaction():
+            if listing_complete:
+                removed = remove_missing_items(db, username, folder_id, seen)
+            record = record_pull(
+                db,
+                username=username,
+                folder_id=folder_id,
+                started_at=started_at,
+                before=before,
+                listed=seen,
+                listing_complete=listing_complete,
+                requests=0,
+                rate_limited=0,
+                complete=False,
+            )
 
         # Custom field names (when an item uses one not stored yet) are asked while the details
         # travel, not after them: one more request, but never one more round trip.
@@ -996,22 +1037,25 @@ def _pull(
         # On Ctrl-C or a crash keep every answer that arrived, and drop what has not started. A
         # database error is not retried: the database just refused a write.
         manager.close(wait=clean, cancel_pending=not clean)
-        if not clean and not isinstance(failure, DatabaseError):
-            writer.flush()  # pages listed before the interruption
-            fetcher.salvage()
-            # The history keeps what was written (the items it added stay added) and says how far
-            # the pull got. A listing cut short removes nothing.
-            if record is None:
-                record = record_pull(
+        if not clean and failure is not None and not _database_failed(failure, writer):
+            # Keep every page and answer that arrived, then let the history say how far the pull
+            # got (the items it added stay added; a listing cut short removes nothing). A step
+            # that fails is noted on the original error, which is what propagates.
+            def record_stop() -> None:
+                stopped = record or record_pull(
                     db, username=username, folder_id=folder_id, started_at=started_at,
                     before=before, listed=writer.seen, listing_complete=False, requests=0,
                     rate_limited=0, complete=False,
                 )  # fmt: skip
-            spent = _spent(client, stats_before)
-            finish_pull(
-                db, record.pull_id, requests=int(spent.get("network_requests", 0)),
-                rate_limited=int(spent.get("rate_limited", 0)), complete=False,
-            )  # fmt: skip
+                spent = _spent(client, stats_before)
+                finish_pull(
+                    db, stopped.pull_id, requests=int(spent.get("network_requests", 0)),
+                    rate_limited=int(spent.get("rate_limited", 0)), complete=False,
+                )  # fmt: skip
+
+            _after(failure, "writing the pages listed", lambda: writer.flush(timeout=CLEANUP_WAIT))
+            _after(failure, "writing the answers received", fetcher.salvage)
+            _after(failure, "recording the pull's history", record_stop)
 
     # The extras belong to this pull too.
     done = pull_extras(

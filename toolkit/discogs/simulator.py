@@ -670,7 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = _json({"message": _phrase(fault.status)})
             status = fault.status
         elif fault is not None and fault.kind == "reset":
-            self._wait(delay)
+            self._wait(delay - (sim._clock() - arrival))
             self.close_connection = True
             sim._record(self._record, fault)  # before the reset, as answers record before sending
             with contextlib.suppress(OSError):
