@@ -1009,6 +1009,7 @@ def test_ctrl_c_keeps_what_arrived_and_resumes(catalogue: SimCatalogue, tmp_path
 def _listed(catalogue: SimCatalogue, name: str, pages: int, per_page: int = 20) -> list[list[Any]]:
     """``pages`` pages of a new simulated user's items (copies: a test may spoil one)."""
     items = [dict(item) for item in catalogue.user(name, items=pages * per_page).items]
+    assert len(items) == pages * per_page, f"user {name!r} exists already: pick a new name"
     return [items[i : i + per_page] for i in range(0, len(items), per_page)]
 
 
@@ -1045,8 +1046,8 @@ def test_a_refused_write_stops_every_later_write(
     catalogue: SimCatalogue, writer_db: Database, loads: list[int]
 ) -> None:
     """After the database refuses a write, the writer raises that error again and writes nothing."""
-    pages = _listed(catalogue, "refused", 3)
-    writer = toolkit.pull._Writer(writer_db, "refused", set())
+    pages = _listed(catalogue, "write-refused", 3)
+    writer = toolkit.pull._Writer(writer_db, "write-refused", set())
     writer_db.execute("DROP TABLE item_fields")  # every item write now fails
     with pytest.raises(DatabaseError) as first:
         writer.items(1, pages[0])
@@ -1064,8 +1065,8 @@ def test_an_interrupted_write_puts_its_pages_back(
     catalogue: SimCatalogue, writer_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C during a group write: its pages return to the queue, and the next flush writes them."""
-    pages = _listed(catalogue, "ctrlc", 3)
-    writer = toolkit.pull._Writer(writer_db, "ctrlc", set())
+    pages = _listed(catalogue, "write-interrupted", 3)
+    writer = toolkit.pull._Writer(writer_db, "write-interrupted", set())
     real = load_collection
     calls: list[int] = []
 
