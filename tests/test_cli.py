@@ -561,3 +561,39 @@ def test_apply_without_explain_is_a_usage_error(
     code, _, err = run(["query", "SELECT 1", "--db", str(path), "--apply"], capsys)
     assert code == 2
     assert "--apply needs --explain" in err
+
+
+def test_cache_stats_and_clear_cover_the_http_cache_on_redis(
+    sim: DiscogsSimulator,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    redis_url: str,
+) -> None:
+    """With TOOLKIT_REDIS_HTTP_CACHE the answers live on Redis: `cache stats|clear` see them too."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from toolkit.config import Settings
+    from toolkit.discogs.client import DiscogsClient
+    from toolkit.discogs.httpcache import clear_redis_http_cache
+
+    own_db = urlunsplit(urlsplit(redis_url)._replace(path="/9"))  # no other test's answers here
+    clear_redis_http_cache(own_db)
+    monkeypatch.setenv("DISCOGS_API_URL", sim.url)
+    monkeypatch.setenv("TOOLKIT_REDIS_URL", own_db)
+    monkeypatch.setenv("TOOLKIT_REDIS_HTTP_CACHE", "true")
+    with DiscogsClient.from_settings(Settings.from_env()) as client:
+        for rid in sim.catalogue.release_ids()[:3]:
+            client.get_release(rid)
+
+    def redis_stats() -> dict[str, str]:
+        code, out, _ = run(["cache", "stats"], capsys)
+        assert code == 0
+        return {line[:10].strip(): line[11:].strip() for line in out.splitlines()}
+
+    stats = redis_stats()
+    assert stats["on redis"] == "3" and stats["redis"].endswith("/9")
+    assert stats["namespace"] == "discogs-toolkit:http"
+    code, out, _ = run(["cache", "clear"], capsys)
+    assert code == 0 and "removed 3 answers from the HTTP cache on redis://" in out
+    assert redis_stats()["on redis"] == "0"

@@ -593,14 +593,30 @@ def _run_repair(args: argparse.Namespace) -> int:
 
 
 def _run_cache(args: argparse.Namespace) -> int:
-    from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
+    from toolkit.budget.redisstore import redis_where
+    from toolkit.discogs.httpcache import (
+        clear_http_cache,
+        clear_redis_http_cache,
+        http_cache_stats,
+        redis_http_cache_stats,
+    )
 
-    path = Settings.from_env().http_cache_path
+    settings = Settings.from_env()
+    path = settings.http_cache_path
+    # With TOOLKIT_REDIS_HTTP_CACHE the clients keep their answers on Redis: that cache too.
+    on_redis = settings.redis_url if settings.redis_http_cache else None
     if args.action == "clear":
         removed = clear_http_cache(path)
         print(f"removed {path} ({removed} bytes)" if removed else f"no cache at {path}")
+        if on_redis:
+            answers = clear_redis_http_cache(on_redis)
+            print(f"removed {answers} answers from the HTTP cache on {redis_where(on_redis)}")
         return 0
     stats = http_cache_stats(path)
+    if on_redis:
+        remote = redis_http_cache_stats(on_redis)
+        stats.update(redis=remote["redis"], namespace=remote["namespace"])
+        stats["on redis"] = remote["responses"]
     for key, value in stats.items():
         print(f"{key:<10} {value}")
     return 0

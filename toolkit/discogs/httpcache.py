@@ -7,6 +7,7 @@ that it agrees with requests-cache); SQLite errors become :class:`~toolkit.error
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sqlite3
 import threading
@@ -30,7 +31,9 @@ __all__ = [
     "CachedBody",
     "HTTPCacheStore",
     "clear_http_cache",
+    "clear_redis_http_cache",
     "http_cache_stats",
+    "redis_http_cache_stats",
 ]
 
 _log = logging.getLogger(__name__)
@@ -235,6 +238,53 @@ def _open_redis(url: str) -> tuple[RedisCache, bytes]:
         ) from None
     assert isinstance(salt, bytes)
     return backend, salt
+
+
+def _redis_keys(url: str, *, delete: bool) -> int:
+    """Count (and with ``delete`` remove) the answers kept under :data:`REDIS_NAMESPACE` at ``url``.
+
+    Answers are the keys named by a client's 32-hex-digit cache key; the namespace also holds the
+    salt and requests-cache's redirects, which ``delete`` removes too (a new salt comes with the
+    next client, so nothing stored before could be found again anyway).
+    """
+    from toolkit.budget.redisstore import redis_where
+
+    prefix = f"{REDIS_NAMESPACE}:"
+    try:
+        connection = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        try:
+            keys = list(connection.scan_iter(f"{prefix}*", count=1000))
+            answers = sum(1 for key in keys if _ANSWER_KEY.fullmatch(key[len(prefix) :]))
+            if delete:
+                for start in range(0, len(keys), 1000):
+                    connection.delete(*keys[start : start + 1000])
+            return answers
+        finally:
+            connection.close()
+    except (redis.RedisError, ValueError) as exc:
+        raise HTTPCacheError(
+            f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
+            f"({type(exc).__name__}); check TOOLKIT_REDIS_URL"
+        ) from None
+
+
+_ANSWER_KEY = re.compile(rb"[0-9a-f]{32}")
+
+
+def redis_http_cache_stats(url: str) -> dict[str, Any]:
+    """Where the HTTP cache on Redis is (``url`` without its password) and how many answers it holds."""
+    from toolkit.budget.redisstore import redis_where
+
+    return {
+        "redis": redis_where(url),
+        "namespace": REDIS_NAMESPACE,
+        "responses": _redis_keys(url, delete=False),
+    }
+
+
+def clear_redis_http_cache(url: str) -> int:
+    """Delete the HTTP cache on the Redis server at ``url``; returns the answers it held."""
+    return _redis_keys(url, delete=True)
 
 
 # ---------------------------------------------------------------------------- file upkeep
