@@ -23,6 +23,7 @@ from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
 from toolkit.errors import PullError
+from toolkit.history import Extras
 from toolkit.pull import PullReport, pull_collection
 from toolkit.ratelimit import SlidingWindowLimiter
 
@@ -172,6 +173,36 @@ def test_auto_takes_what_the_catalogue_holds_and_asks_the_api_for_the_rest(
             sql = f"SELECT {key}, name FROM {table} ORDER BY {key}"
             assert ours.fetchall(sql) == theirs.fetchall(sql), table
         assert theirs.scalar("SELECT count(*) FROM releases WHERE source <> 'api'") == 0
+
+
+@pytest.mark.parametrize("details_from", ["auto", "catalogue", "api"])
+def test_wanted_releases_come_the_way_the_collections_do(
+    sim: DiscogsSimulator, catalogue: SimCatalogue, data_dir: Path, owned: set[int],
+    tmp_path: Path, details_from: str,
+) -> None:  # fmt: skip
+    """``pull --wants``: releases only wanted are copied from the catalogue unless ``api``."""
+    wanted = {int(want["id"]) for want in catalogue.user(USER).wants} - owned
+    assert wanted  # the simulated wantlist holds releases not owned
+    db_path = tmp_path / "w.duckdb"
+    settings = Settings(data_dir=data_dir)
+    client = DiscogsClient(
+        "", base_url=sim.url, settings=settings, cache_path=tmp_path / "http.sqlite",
+        limiter=SlidingWindowLimiter(FAST, 60.0),
+    )  # fmt: skip
+    with client:
+        report = pull_collection(
+            USER, db_path, client=client, progress=False, per_page=50, concurrency=4,
+            settings=settings, details_from=details_from, extras=Extras(wants=True),
+        )  # fmt: skip
+    assert report.wants == len(catalogue.user(USER).wants)
+    asked = set(requested(sim)) & wanted
+    with Database.connect(db_path, read_only=True) as db:
+        rows = db.fetchall("SELECT release_id, source FROM releases WHERE fetched_at IS NOT NULL")
+    sources = {rid: source for rid, source in rows if rid in wanted}
+    if details_from == "api":
+        assert asked == wanted and set(sources.values()) == {"api"}
+    else:  # every wanted release is in the dump (only some owned ones are newer than it)
+        assert asked == set() and sources == dict.fromkeys(wanted, "catalogue")
 
 
 def test_api_replaces_catalogue_rows_and_auto_then_asks_nothing(

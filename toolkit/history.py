@@ -9,7 +9,7 @@ of it stays in the user's own database: nothing here is sent anywhere but to Dis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -398,6 +398,8 @@ class ExtrasReport:
     market_failed: int = 0
     wants: int | None = None
     want_releases_fetched: int = 0
+    #: Wanted releases whose details came from the attached catalogue instead.
+    want_releases_from_catalogue: int = 0
     fields: int | None = None
     notices: list[str] = field(default_factory=list)
 
@@ -416,6 +418,8 @@ def pull_extras(
     workers: int = 4,
     known_releases: set[int] | None = None,
     fields_answer: Future[dict[str, Any]] | None = None,
+    from_catalogue: Callable[[Sequence[int]], set[int]] | None = None,
+    api_details: bool = True,
 ) -> ExtrasReport:
     """Fetch and store what ``extras`` asks for, after the collection itself was pulled.
 
@@ -425,6 +429,8 @@ def pull_extras(
     counted and skipped; database errors propagate (they stop the pull, as for the collection).
     ``pull_id`` is the pull's ``pulls`` row (the ``collection_value`` row belongs to it).
     ``fields_answer`` is the ``/collection/fields`` answer when the pull already asked for it.
+    ``from_catalogue`` copies wanted releases' details from the attached catalogue and returns the
+    ids it held (the pull's ``--details-from``); ``api_details=False`` asks the API for none.
     """
     out = ExtrasReport()
     if extras.fields and (fields_answer is not None or unnamed_fields(db, username)):
@@ -441,7 +447,9 @@ def pull_extras(
     if extras.value:
         _pull_value(client, db, username, pull_id, out)
     if extras.wants:
-        _pull_wants(client, db, username, out, workers, known_releases)
+        _pull_wants(
+            client, db, username, out, workers, known_releases, from_catalogue, api_details
+        )
     if extras.market:
         _pull_market(client, db, username, extras, out, workers)
     return out
@@ -496,6 +504,8 @@ def _pull_wants(
     out: ExtrasReport,
     workers: int,
     known: set[int] | None,
+    from_catalogue: Callable[[Sequence[int]], set[int]] | None = None,
+    api_details: bool = True,
 ) -> None:
     wants: list[Any] = []
     try:
@@ -520,7 +530,11 @@ def _pull_wants(
         [username],
     )
     todo = [int(rid) for (rid,) in rows if int(rid) not in stored]
-    if todo:
+    if todo and from_catalogue is not None:
+        copied = from_catalogue(todo)
+        out.want_releases_from_catalogue = len(copied)
+        todo = [rid for rid in todo if rid not in copied]
+    if todo and api_details:
         out.want_releases_fetched = _fetch_releases(client, db, todo, workers)
 
 

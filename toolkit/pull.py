@@ -1067,6 +1067,11 @@ def _pull(
         workers=workers,
         known_releases=known,
         fields_answer=fields_answer,
+        # Wanted releases' details come the way the collection's did (--details-from).
+        from_catalogue=None
+        if catalogue is None
+        else lambda ids: writer.copy_catalogue(ids, catalogue.as_of),
+        api_details=catalogue is None or not catalogue.only,
     )
 
     delta = _spent(client, stats_before)
