@@ -205,6 +205,30 @@ def test_wanted_releases_come_the_way_the_collections_do(
         assert asked == set() and sources == dict.fromkeys(wanted, "catalogue")
 
 
+def test_api_replaces_the_catalogue_rows_of_wanted_releases_too(
+    sim: DiscogsSimulator, catalogue: SimCatalogue, data_dir: Path, owned: set[int],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    wanted = {int(want["id"]) for want in catalogue.user(USER).wants} - owned
+    db_path = tmp_path / "w.duckdb"
+    settings = Settings(data_dir=data_dir)
+    for details_from, cache in (("auto", "a"), ("api", "b")):
+        sim.reset_counters()
+        client = DiscogsClient(
+            "", base_url=sim.url, settings=settings, cache_path=tmp_path / f"{cache}.sqlite",
+            limiter=SlidingWindowLimiter(FAST, 60.0),
+        )  # fmt: skip
+        with client:
+            pull_collection(
+                USER, db_path, client=client, progress=False, per_page=50, concurrency=4,
+                settings=settings, details_from=details_from, extras=Extras(wants=True),
+            )  # fmt: skip
+    assert set(requested(sim)) >= wanted  # the api pull asked for every wanted release again
+    with Database.connect(db_path, read_only=True) as db:
+        rows = db.fetchall("SELECT release_id, source FROM releases")
+    assert {source for rid, source in rows if rid in wanted} == {"api"}
+
+
 def test_api_replaces_catalogue_rows_and_auto_then_asks_nothing(
     sim: DiscogsSimulator, data_dir: Path, owned: set[int], newer: set[int], tmp_path: Path,
     engine: str,

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -1053,12 +1054,32 @@ def test_a_refused_write_stops_every_later_write(
         writer.items(1, pages[0])
     assert writer.failed is first.value and loads == [20]
     writer_db.execute("CREATE TABLE item_fields (instance_id BIGINT, field_id BIGINT, value TEXT)")
-    for call in (lambda: writer.items(2, pages[1]), writer.flush, writer.check):
+    later = (
+        lambda: writer.items(2, pages[1]),
+        writer.flush,
+        writer.check,
+        lambda: writer.releases([(1, {"id": 1, "title": "x"})]),
+        lambda: writer.copy_catalogue([1], datetime(2020, 1, 1)),
+    )
+    for call in later:
         with pytest.raises(DatabaseError) as again:
             call()
         assert again.value is first.value
     assert loads == [20]  # no write was tried after the refusal, though the table is back
     assert _stored_ids(writer_db) == set()
+
+
+def test_a_flush_that_cannot_get_the_writer_says_what_it_left(
+    catalogue: SimCatalogue, writer_db: Database
+) -> None:
+    pages = _listed(catalogue, "write-busy", 2)
+    writer = toolkit.pull._Writer(writer_db, "write-busy", set())
+    writer.items(1, pages[0], defer=True)
+    writer.items(2, pages[1], defer=True)
+    with writer.lock, pytest.raises(TimeoutError, match="2 listed pages not written"):
+        writer.flush(timeout=0.01)  # a write holds the lock (here: this test)
+    writer.flush()
+    assert _stored_ids(writer_db) == writer.seen == _ids(pages)
 
 
 def test_an_interrupted_write_puts_its_pages_back(

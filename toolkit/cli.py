@@ -381,12 +381,14 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``cache stats|clear``: inspect or delete the HTTP cache file under the data dir."""
+    """``cache stats|clear``: inspect or delete the HTTP cache file under the data dir (and the
+    cache on Redis with ``TOOLKIT_REDIS_HTTP_CACHE``)."""
     parser = _sub_parser(
         commands,
         "cache",
         help="show or clear the HTTP cache",
-        description="Show or clear the HTTP cache file (data/http_cache.sqlite).",
+        description="Show or clear the HTTP cache file (data/http_cache.sqlite), and the cache "
+        "on Redis when TOOLKIT_REDIS_HTTP_CACHE=true (at TOOLKIT_REDIS_URL).",
     )
     parser.add_argument("action", choices=("stats", "clear"))
     parser.set_defaults(handler=_run_cache)

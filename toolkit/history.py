@@ -420,6 +420,7 @@ def pull_extras(
     fields_answer: Future[dict[str, Any]] | None = None,
     from_catalogue: Callable[[Sequence[int]], set[int]] | None = None,
     api_details: bool = True,
+    replace_catalogue: bool = False,
 ) -> ExtrasReport:
     """Fetch and store what ``extras`` asks for, after the collection itself was pulled.
 
@@ -430,7 +431,8 @@ def pull_extras(
     ``pull_id`` is the pull's ``pulls`` row (the ``collection_value`` row belongs to it).
     ``fields_answer`` is the ``/collection/fields`` answer when the pull already asked for it.
     ``from_catalogue`` copies wanted releases' details from the attached catalogue and returns the
-    ids it held (the pull's ``--details-from``); ``api_details=False`` asks the API for none.
+    ids it held (the pull's ``--details-from``); ``api_details=False`` asks the API for none;
+    ``replace_catalogue`` asks it again for wanted releases whose details came from a catalogue.
     """
     out = ExtrasReport()
     if extras.fields and (fields_answer is not None or unnamed_fields(db, username)):
@@ -448,8 +450,9 @@ def pull_extras(
         _pull_value(client, db, username, pull_id, out)
     if extras.wants:
         _pull_wants(
-            client, db, username, out, workers, known_releases, from_catalogue, api_details
-        )
+            client, db, username, out, workers, known_releases, from_catalogue, api_details,
+            replace_catalogue,
+        )  # fmt: skip
     if extras.market:
         _pull_market(client, db, username, extras, out, workers)
     return out
@@ -506,6 +509,7 @@ def _pull_wants(
     known: set[int] | None,
     from_catalogue: Callable[[Sequence[int]], set[int]] | None = None,
     api_details: bool = True,
+    replace_catalogue: bool = False,
 ) -> None:
     wants: list[Any] = []
     try:
@@ -526,7 +530,8 @@ def _pull_wants(
     stored = known if known is not None else set()
     rows = db.fetchall(
         "SELECT w.release_id FROM wants w LEFT JOIN releases r ON r.release_id = w.release_id "
-        "WHERE w.username = ? AND r.fetched_at IS NULL",
+        "WHERE w.username = ? AND (r.fetched_at IS NULL"
+        + (" OR r.source = 'catalogue')" if replace_catalogue else ")"),
         [username],
     )
     todo = [int(rid) for (rid,) in rows if int(rid) not in stored]

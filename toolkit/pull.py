@@ -385,28 +385,33 @@ class _Writer:
             self._drain(block=full)  # back-pressure: a full queue makes the worker wait and write
 
     def flush(self, timeout: float | None = None) -> None:
-        """Write every queued page (waits for a write in progress, at most ``timeout`` s)."""
+        """Write every queued page (waits for a write in progress, at most ``timeout`` s:
+        then TimeoutError says how many pages were left unwritten)."""
         self._drain(block=True, timeout=timeout)
+        with self.queue_lock:
+            left = len(self.queue)
+        if left and timeout is not None:
+            raise TimeoutError(f"{left} listed pages not written: the database stayed busy")
 
     def _drain(self, *, block: bool, timeout: float | None = None) -> None:
         while self.lock.acquire(
             blocking=block, timeout=-1 if timeout is None or not block else timeout
         ):
+            batch: list[tuple[int, Sequence[Mapping[str, Any]]]] = []
             try:
                 self.check()
                 with self.queue_lock:
                     batch, self.queue = self.queue, []
                 if batch:
-                    try:
-                        with _arrow_released():
-                            self._write_pages(batch)
-                    except DatabaseError as exc:
-                        self.failed = exc
-                        raise
-                    except BaseException:  # Ctrl-C: the pages go back, for the flush after it
-                        with self.queue_lock:
-                            self.queue[:0] = batch
-                        raise
+                    with _arrow_released():
+                        self._write_pages(batch)
+            except DatabaseError as exc:
+                self.failed = exc
+                raise
+            except BaseException:  # Ctrl-C: the pages go back (a rewrite is a harmless upsert)
+                with self.queue_lock:
+                    self.queue[:0] = batch
+                raise
             finally:
                 self.lock.release()
             with self.queue_lock:  # a page queued while we held the lock: its thread went on
@@ -452,6 +457,7 @@ class _Writer:
         """
         if not batch:
             return 0, 0
+        self.check()
         with self.lock, _arrow_released():
             try:
                 self._write_releases(batch)
@@ -484,6 +490,7 @@ class _Writer:
         """Copy the attached catalogue's rows of these releases; returns the ids it held."""
         from toolkit.catalogue.details import copy_from_catalogue
 
+        self.check()
         with self.lock, _arrow_released():
             copied = copy_from_catalogue(self.db, release_ids, as_of)
             failed = [rid for rid in copied if rid in self.failed_before]
@@ -1053,9 +1060,16 @@ def _pull(
                     rate_limited=int(spent.get("rate_limited", 0)), complete=False,
                 )  # fmt: skip
 
-            _after(failure, "writing the pages listed", lambda: writer.flush(timeout=CLEANUP_WAIT))
-            _after(failure, "writing the answers received", fetcher.salvage)
-            _after(failure, "recording the pull's history", record_stop)
+            steps: list[tuple[str, Callable[[], object]]] = [
+                ("writing the pages listed", lambda: writer.flush(timeout=CLEANUP_WAIT)),
+                ("writing the answers received", fetcher.salvage),
+                ("recording the pull's history", record_stop),
+            ]
+            for what, step in steps:
+                if writer.failed is None:  # the database refused a write: write nothing more
+                    _after(failure, what, step)
+        if failure is not None and writer.failed is not None and failure is not writer.failed:
+            failure.add_note(f"the database had refused a write: {writer.failed}")
 
     # The extras belong to this pull too.
     done = pull_extras(
@@ -1068,6 +1082,7 @@ def _pull(
         known_releases=known,
         fields_answer=fields_answer,
         # Wanted releases' details come the way the collection's did (--details-from).
+        replace_catalogue=details_from == "api",
         from_catalogue=None
         if catalogue is None
         else lambda ids: writer.copy_catalogue(ids, catalogue.as_of),

@@ -258,6 +258,7 @@ def _redis_keys(url: str, *, delete: bool) -> int:
             if delete:
                 for start in range(0, len(keys), 1000):
                     connection.delete(*keys[start : start + 1000])
+                connection.delete(f"{REDIS_NAMESPACE}-redirects")  # requests-cache's hash
             return answers
         finally:
             connection.close()
