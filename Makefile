@@ -50,6 +50,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tests
+	$(BIN)/ruff format --check toolkit tests
 	$(BIN)/mypy
 
 # Three pytest-xdist workers on two cores: the suite waits on servers, subprocesses and kernels

@@ -25,7 +25,9 @@ def hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def private_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def private_default_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """``Settings()``'s default data directory is a fresh folder, never the checkout's ``data/``.
 
     After a ``make demo`` the checkout's ``data/`` holds a catalogue, an HTTP cache and a rate

@@ -114,9 +114,7 @@ def test_notebooks_pull_with_a_token_and_write_it_nowhere(
         for o in c.outputs
         if o.output_type == "error"
     ]
-    over_time = nbformat.read(
-        next(p for p in written if p.name.startswith("05-")), as_version=4
-    )
+    over_time = nbformat.read(next(p for p in written if p.name.startswith("05-")), as_version=4)
     over_time_outputs = [o for c in over_time.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in over_time_outputs if o.output_type == "error"]
     assert "pull 1 " in json.dumps(over_time_outputs)  # the history of notebook 01's pull
@@ -413,5 +411,3 @@ def test_charts_fit_their_labels_and_shorten_long_ones(tmp_path: Path) -> None:
         plt.close(fig)
     assert "(1999)" in " ".join(_tick_labels(explore.plot("lowest_prices", prices).axes[0].yaxis))
     plt.close("all")
-
-

@@ -289,7 +289,9 @@ def test_partial_listing_never_removes_items(catalogue: SimCatalogue, tmp_path: 
     assert snapshot(path)["collection_items"] == before["collection_items"]
 
 
-def test_stale_cached_pages_never_mix_with_fresh_ones(catalogue: SimCatalogue, tmp_path: Path) -> None:
+def test_stale_cached_pages_never_mix_with_fresh_ones(
+    catalogue: SimCatalogue, tmp_path: Path
+) -> None:
     """Pages cached by an earlier, interrupted pull must not be combined with today's listing."""
     user = catalogue.user("mixed", items=100)
     path, cache = tmp_path / "c.duckdb", tmp_path / "http.sqlite"
@@ -546,7 +548,9 @@ def test_malformed_items_are_reported_and_nothing_stored_is_lost(
     )
 
 
-def test_cli_pull_names_each_malformed_item_on_stderr(catalogue: SimCatalogue, tmp_path: Path) -> None:
+def test_cli_pull_names_each_malformed_item_on_stderr(
+    catalogue: SimCatalogue, tmp_path: Path
+) -> None:
     user = catalogue.user("clibent", items=30)
     bad = user.items[2]
     bad["rating"] = "--5"

@@ -65,7 +65,9 @@ class FakeClock:
             self._now += max(0.0, seconds)
 
 
-def wait_until(condition: Callable[[], bool], what: str = "a condition", timeout: float = WAIT) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: str = "a condition", timeout: float = WAIT
+) -> None:
     """Poll ``condition`` (a thread hand-off) until true; raise ``AssertionError`` after ``timeout``.
 
     Only for waiting on other threads or processes to reach a state, never to let time pass.

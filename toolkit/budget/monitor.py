@@ -238,7 +238,9 @@ def _html(status: BudgetStatus) -> str:
 
 
 #: The one-line caption of the chart :meth:`Monitor.chart` saves (``budget-windows.png``).
-BUDGET_CAPTION = "Requests per moving rate window since the pull started, by process; dashed: the limit."
+BUDGET_CAPTION = (
+    "Requests per moving rate window since the pull started, by process; dashed: the limit."
+)
 
 
 class Monitor:
@@ -320,7 +322,9 @@ class Monitor:
         ax.set_xlabel("time since the monitor started, one rate window per bar")
         ax.set_ylabel("requests")
         chart_style.integer_ticks(ax.yaxis)
-        chart_style.title(ax, "Requests per rate window, by process", "the shared budget; dashed: limit")
+        chart_style.title(
+            ax, "Requests per rate window, by process", "the shared budget; dashed: limit"
+        )
         if path is not None:
             chart_style.save(fig, path)
         import matplotlib.pyplot as plt
