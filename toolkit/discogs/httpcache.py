@@ -229,8 +229,10 @@ def _open_redis(url: str) -> tuple[RedisCache, bytes]:
         connection = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         backend = RedisCache(namespace=REDIS_NAMESPACE, connection=connection)
         salt_key = f"{REDIS_NAMESPACE}:salt"
-        connection.set(salt_key, secrets.token_bytes(32), nx=True)
-        salt = connection.get(salt_key)
+        fresh = secrets.token_bytes(32)
+        connection.set(salt_key, fresh, nx=True)
+        # None only if `cache clear` deleted it in between: then this client's keys just miss.
+        salt = connection.get(salt_key) or fresh
     except (redis.RedisError, ValueError) as exc:
         raise HTTPCacheError(
             f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
