@@ -597,3 +597,9 @@ def test_cache_stats_and_clear_cover_the_http_cache_on_redis(
     code, out, _ = run(["cache", "clear"], capsys)
     assert code == 0 and "removed 3 answers from the HTTP cache on redis://" in out
     assert redis_stats()["on redis"] == "0"
+    # --redis names the server without the environment's switch.
+    monkeypatch.delenv("TOOLKIT_REDIS_HTTP_CACHE")
+    code, out, _ = run(["cache", "stats"], capsys)
+    assert code == 0 and "on redis" not in out
+    code, out, _ = run(["cache", "stats", "--redis", own_db], capsys)
+    assert code == 0 and "on redis   0" in out

@@ -391,6 +391,14 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on Redis when TOOLKIT_REDIS_HTTP_CACHE=true (at TOOLKIT_REDIS_URL).",
     )
     parser.add_argument("action", choices=("stats", "clear"))
+    parser.add_argument(
+        "--redis",
+        type=_redis_url,
+        default=None,
+        metavar="URL",
+        help="the HTTP cache on this Redis server too (default: TOOLKIT_REDIS_URL when "
+        "TOOLKIT_REDIS_HTTP_CACHE=true)",
+    )
     parser.set_defaults(handler=_run_cache)
 
 
@@ -606,7 +614,7 @@ def _run_cache(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     path = settings.http_cache_path
     # With TOOLKIT_REDIS_HTTP_CACHE the clients keep their answers on Redis: that cache too.
-    on_redis = settings.redis_url if settings.redis_http_cache else None
+    on_redis = args.redis or (settings.redis_url if settings.redis_http_cache else None)
     if args.action == "clear":
         removed = clear_http_cache(path)
         print(f"removed {path} ({removed} bytes)" if removed else f"no cache at {path}")
