@@ -801,7 +801,7 @@ def pull_collection(
     """Pull ``username``'s collection (folder ``folder_id``) into ``db`` and report what it took.
 
     Page 1 gives the page count; the other pages are fetched from the network (never a cache) in
-    BatchProcessor batches of a few pages, ``concurrency`` batches at once, and each page's items
+    BatchProcessor batches of one page, ``concurrency`` batches at once, and each page's items
     are written as soon as it arrives. With ``details`` every release not yet stored (or stored
     more than ``max_age`` seconds ago; ``None`` = never stale) is fetched through a
     ConcurrencyManager (``concurrency`` at once, ``retries`` more attempts after the client's own,
