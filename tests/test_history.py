@@ -439,3 +439,26 @@ def test_advance_is_deterministic() -> None:
     assert one.advance() == two.advance()
     assert json.dumps(one.user("x").items) == json.dumps(two.user("x").items)
     assert one.user_value(one.user("x")) == two.user_value(two.user("x"))
+
+
+def test_a_wanted_release_that_failed_is_asked_again_and_its_failure_cleared(
+    tmp_path: Path,
+) -> None:
+    catalogue = SimCatalogue(releases=800, seed=21)
+    user = catalogue.user("wendy", items=10)
+    owned = {item["id"] for item in user.items}
+    rid = next(w["id"] for w in user.wants if w["id"] not in owned)
+    path = tmp_path / "w.duckdb"
+    catalogue.override_release(rid, {"id": rid, "artists": "not a list"})  # refused by the client
+    with simulator(catalogue) as server, client_for(server, tmp_path) as client:
+        pull("wendy", path, client, extras=Extras(wants=True))
+        assert rows(path, "SELECT release_id, permanent FROM pull_failures") == [(rid, False)]
+        catalogue.override_release(rid, None)  # Discogs answers properly again
+        server.reset_counters()
+        pull("wendy", path, client, extras=Extras(wants=True))
+        asked = [r.path for r in server.request_log if r.path == f"/releases/{rid}"]
+    assert asked == [f"/releases/{rid}"]
+    assert rows(path, "SELECT count(*) FROM pull_failures") == [(0,)]
+    assert rows(path, "SELECT title IS NOT NULL FROM releases WHERE release_id = ?", [rid]) == [
+        (True,)
+    ]

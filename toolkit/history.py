@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from toolkit.collection import load_collection, record_failure
+from toolkit.collection import clear_failures, failure_ids, load_collection, record_failure
 from toolkit.collection.loading import insert_rows
 from toolkit.collection.parsing import (
     BadValue,
@@ -545,10 +545,15 @@ def _pull_wants(
 
 def _fetch_releases(client: DiscogsClient, db: Database, ids: Sequence[int], workers: int) -> int:
     """Release details the way the collection's come (memory, HTTP cache, then the API); a
-    failure goes into ``pull_failures`` as for the collection. Returns the releases written."""
+    failure goes into ``pull_failures`` as for the collection, and as there a release that
+    failed before is asked from the server (not re-read from the cache) and, once written, its
+    failure is cleared. Returns the releases written."""
     written = 0
+    retrying = failure_ids(db, permanent=False) & set(ids)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="want-release") as pool:
-        futures = {pool.submit(client.get_release, rid): rid for rid in ids}
+        futures = {
+            pool.submit(client.get_release, rid, refresh=rid in retrying): rid for rid in ids
+        }
         for future in as_completed(futures):
             rid = futures[future]
             try:
@@ -559,7 +564,10 @@ def _fetch_releases(client: DiscogsClient, db: Database, ids: Sequence[int], wor
             if body.get("id") != rid:
                 body = {**body, "id": rid}
             try:
-                load_collection(db, [], [body], fetched_at=_now())
+                with db.transaction():
+                    load_collection(db, [], [body], fetched_at=_now())
+                    if rid in retrying:
+                        clear_failures(db, [rid])
                 written += 1
             except CollectionDataError as exc:
                 record_failure(db, rid, _describe(exc), False)
