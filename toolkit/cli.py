@@ -115,14 +115,22 @@ def _make_dir(path: Path, failure: str) -> None:
 # -- pull, stats, query, cache ------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def _non_negative_float(text: str) -> float:
@@ -238,15 +246,12 @@ def _redis_url(text: str) -> str:
     return text.strip()
 
 
-def _add_redis_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--redis",
-        type=_redis_url,
-        default=None,
-        metavar="URL",
-        help="keep the shared rate budget on this Redis server (default: TOOLKIT_REDIS_URL, "
-        "else a file in the data directory)",
-    )
+def _add_redis_option(
+    parser: argparse.ArgumentParser,
+    help: str = "keep the shared rate budget on this Redis server (default: TOOLKIT_REDIS_URL, "
+    "else a file in the data directory)",
+) -> None:
+    parser.add_argument("--redis", type=_redis_url, default=None, metavar="URL", help=help)
 
 
 def _with_redis(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -288,16 +293,6 @@ def _run_status(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     return 0
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 def _currency(text: str) -> str:
@@ -391,12 +386,9 @@ def _add_cache(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on Redis when TOOLKIT_REDIS_HTTP_CACHE=true (at TOOLKIT_REDIS_URL).",
     )
     parser.add_argument("action", choices=("stats", "clear"))
-    parser.add_argument(
-        "--redis",
-        type=_redis_url,
-        default=None,
-        metavar="URL",
-        help="the HTTP cache on this Redis server too (default: TOOLKIT_REDIS_URL when "
+    _add_redis_option(
+        parser,
+        "the HTTP cache on this Redis server too (default: TOOLKIT_REDIS_URL when "
         "TOOLKIT_REDIS_HTTP_CACHE=true)",
     )
     parser.set_defaults(handler=_run_cache)

@@ -373,9 +373,10 @@ class _Writer:
         """Queue one page's items and write the queue unless another thread is writing (or
         ``defer``: leave it to the next writer or :meth:`flush`).
 
-        Group commit: a page worker never waits for the database. Pages that arrive during a
+        Group commit: a page worker does not wait for another's write. Pages that arrive during a
         write queue up, and whoever writes next writes them all in one transaction (100 items
-        cost ~12 ms on DuckDB, 1,000 in one go ~31 ms). :meth:`flush` writes what is left.
+        cost ~12 ms on DuckDB, 1,000 in one go ~31 ms); only past :data:`MAX_QUEUED_PAGES` does
+        a worker wait and write (back-pressure). :meth:`flush` writes what is left.
         """
         self.check()
         with self.queue_lock:

@@ -9,7 +9,18 @@ from typing import Any
 
 from toolkit.bench.harness import Summary
 
-__all__ = ["BenchContext", "RowResult", "RowSpec", "Skip"]
+__all__ = ["BenchContext", "RowResult", "RowSpec", "Skip", "bars"]
+
+
+def bars(stats: dict[str, Summary]) -> dict[str, Any]:
+    """A bar chart's series of named summaries: labels, medians and the p5/p95 whiskers."""
+    return {
+        "kind": "bars",
+        "labels": list(stats),
+        "medians": [s.median for s in stats.values()],
+        "p5": [s.p5 for s in stats.values()],
+        "p95": [s.p95 for s in stats.values()],
+    }
 
 
 class Skip(Exception):

@@ -221,12 +221,24 @@ class HTTPCacheStore:
 REDIS_NAMESPACE = "discogs-toolkit:http"
 
 
-def _open_redis(url: str) -> tuple[RedisCache, bytes]:
-    """requests-cache's Redis backend at ``url`` and the salt kept beside it (created once)."""
+def _redis_error(url: str, exc: BaseException) -> HTTPCacheError:
+    """The one-line error for a Redis HTTP cache that cannot be used (never its password)."""
     from toolkit.budget.redisstore import redis_where
 
+    return HTTPCacheError(
+        f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
+        f"({type(exc).__name__}); check TOOLKIT_REDIS_URL"
+    )
+
+
+def _redis_connection(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def _open_redis(url: str) -> tuple[RedisCache, bytes]:
+    """requests-cache's Redis backend at ``url`` and the salt kept beside it (created once)."""
     try:
-        connection = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        connection = _redis_connection(url)
         backend = RedisCache(namespace=REDIS_NAMESPACE, connection=connection)
         salt_key = f"{REDIS_NAMESPACE}:salt"
         fresh = secrets.token_bytes(32)
@@ -234,10 +246,7 @@ def _open_redis(url: str) -> tuple[RedisCache, bytes]:
         # None only if `cache clear` deleted it in between: then this client's keys just miss.
         salt = connection.get(salt_key) or fresh
     except (redis.RedisError, ValueError) as exc:
-        raise HTTPCacheError(
-            f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
-            f"({type(exc).__name__}); check TOOLKIT_REDIS_URL"
-        ) from None
+        raise _redis_error(url, exc) from None
     assert isinstance(salt, bytes)
     return backend, salt
 
@@ -249,11 +258,9 @@ def _redis_keys(url: str, *, delete: bool) -> int:
     salt and requests-cache's redirects, which ``delete`` removes too (a new salt comes with the
     next client, so nothing stored before could be found again anyway).
     """
-    from toolkit.budget.redisstore import redis_where
-
     prefix = f"{REDIS_NAMESPACE}:"
     try:
-        connection = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        connection = _redis_connection(url)
         try:
             keys = list(connection.scan_iter(f"{prefix}*", count=1000))
             answers = sum(1 for key in keys if _ANSWER_KEY.fullmatch(key[len(prefix) :]))
@@ -265,10 +272,7 @@ def _redis_keys(url: str, *, delete: bool) -> int:
         finally:
             connection.close()
     except (redis.RedisError, ValueError) as exc:
-        raise HTTPCacheError(
-            f"the HTTP cache on the Redis server {redis_where(url)} cannot be used "
-            f"({type(exc).__name__}); check TOOLKIT_REDIS_URL"
-        ) from None
+        raise _redis_error(url, exc) from None
 
 
 _ANSWER_KEY = re.compile(rb"[0-9a-f]{32}")

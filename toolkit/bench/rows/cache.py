@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from toolkit.bench.harness import Candidate, interleaved, loop_of, summarize
-from toolkit.bench.model import BenchContext, RowResult, Skip
+from toolkit.bench.model import BenchContext, RowResult, Skip, bars
 
 __all__ = ["ManualClock", "cache_hit", "cleanup_cost"]
 
@@ -62,11 +62,7 @@ def cache_hit(ctx: BenchContext, row: RowResult) -> None:
     row.set_baseline("cachetools.TTLCache.get", peer)
     row.others = {name: s.median for name, s in stats.items()}
     row.series = {
-        "kind": "bars",
-        "labels": list(stats),
-        "medians": [s.median for s in stats.values()],
-        "p5": [s.p5 for s in stats.values()],
-        "p95": [s.p95 for s in stats.values()],
+        **bars(stats),
         "claim": [1000.0, 2000.0],
         "target": 0.5,
     }

@@ -7,7 +7,7 @@ import shutil
 from typing import Any
 
 from toolkit.bench.harness import Candidate, interleaved, loop_of, paired_differences, summarize
-from toolkit.bench.model import BenchContext, RowResult
+from toolkit.bench.model import BenchContext, RowResult, bars
 
 __all__ = ["GENRE_QUERY", "bulk_load", "index_suggestion", "query_build", "transaction_overhead"]
 
@@ -102,11 +102,7 @@ def query_build(ctx: BenchContext, row: RowResult) -> None:
         f"({size:,} rows); the same SQL by hand costs {stats['f-string by hand'].median:.2f} µs."
     )
     row.series = {
-        "kind": "bars",
-        "labels": list(stats),
-        "medians": [s.median for s in stats.values()],
-        "p5": [s.p5 for s in stats.values()],
-        "p95": [s.p95 for s in stats.values()],
+        **bars(stats),
         "claim": 100.0,
         "target": 10.0,
         "unit": "µs",
@@ -335,11 +331,7 @@ def bulk_load(ctx: BenchContext, row: RowResult) -> None:
         f"vs executemany {rates['executemany → sqlite'].median:,.0f} rows/s."
     )
     row.series = {
-        "kind": "bars",
-        "labels": list(rates),
-        "medians": [s.median for s in rates.values()],
-        "p5": [s.p5 for s in rates.values()],
-        "p95": [s.p95 for s in rates.values()],
+        **bars(rates),
         "ours": [0, 1, 3],
         "target": 300_000.0,
         "unit": "rows/s (higher is better)",
@@ -422,11 +414,7 @@ def index_suggestion(ctx: BenchContext, row: RowResult) -> None:
         f"plan after: {plan_after}."
     )
     row.series = {
-        "kind": "bars",
-        "labels": list(stats),
-        "medians": [s.median for s in stats.values()],
-        "p5": [s.p5 for s in stats.values()],
-        "p95": [s.p95 for s in stats.values()],
+        **bars(stats),
         "ours": [0, 2],
         "unit": "ms per query",
     }
