@@ -204,6 +204,20 @@ def test_memory_and_http_cache_layers(scripted: ScriptedServer, tmp_path: Path) 
     assert scripted.hits("/releases/5") == 1
 
 
+def test_a_cache_path_without_suffix_is_the_file_requests_cache_writes(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    """requests-cache adds ".sqlite" to a path without a suffix; reads use that same file."""
+    scripted.script("/releases/5", Reply(body={"id": 5, "title": "Five"}))
+    with make_client(scripted.url, tmp_path / "httpcache") as client:
+        assert client.cache_path == tmp_path / "httpcache.sqlite"
+        client.get_release(5)
+        client.clear_memory_cache()
+        assert client.get_release(5)["title"] == "Five"
+        assert client.stats().cache_hits == 1
+    assert scripted.hits("/releases/5") == 1
+
+
 def test_error_responses_are_not_cached(scripted: ScriptedServer, tmp_path: Path) -> None:
     scripted.script(
         "/releases/7",

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from toolkit.db import Database, engine_for
+from toolkit.db import SCAN, Database, engine_for
 from toolkit.errors import (
     DatabaseError,
     DatabaseLockedError,
@@ -266,6 +266,30 @@ def test_temp_table_makes_a_frame_queryable(db: Database, data: object) -> None:
     assert rows == [("ann",), ("cy",)]
     with pytest.raises(QueryError):
         db.fetchall("SELECT * FROM _picked")
+
+
+@pytest.mark.parametrize("replacements", [True, False], ids=["scan", "registered"])
+def test_execute_with_reads_the_data_as_the_scan_table(db: Database, replacements: bool) -> None:
+    """One statement reads an Arrow table as ``SCAN``: by replacement scan on DuckDB, registered
+    when the connection has replacement scans off, and as a temp table on sqlite."""
+    if db.engine == "duckdb" and not replacements:
+        db.execute("SET python_enable_replacements = false")
+    db.execute("CREATE TABLE picked (id INTEGER, name VARCHAR)")
+    data = pa.table({"id": pa.array([1, 3], pa.int64())})
+    db.execute_with(
+        f"INSERT INTO picked SELECT u.id, u.name FROM users u JOIN {SCAN} s ON s.id = u.id", data
+    )
+    assert db.fetchall("SELECT id, name FROM picked ORDER BY id") == [(1, "ann"), (3, "cy")]
+    with pytest.raises(QueryError):  # only the statement sees it
+        db.fetchall(f"SELECT * FROM {SCAN}")
+
+
+def test_execute_with_names_another_missing_table(db: Database) -> None:
+    with pytest.raises(QueryError, match="no_such_table"):
+        db.execute_with(
+            f"SELECT * FROM {SCAN} JOIN no_such_table USING (id)",
+            pa.table({"id": pa.array([1], pa.int64())}),
+        )
 
 
 def test_temp_table_rejects_bad_names(db: Database) -> None:

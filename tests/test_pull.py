@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import toolkit.history
 import toolkit.pull
 from toolkit.collection import TABLES, CollectionDataError, create_schema, load_collection
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
@@ -196,6 +197,57 @@ def test_full_pull_lands_every_item_and_release_with_correct_joins(
         assert db.scalar("SELECT count(*) FROM collection") == 110
     finally:
         db.close()
+
+
+def test_fields_are_stored_while_the_details_travel(
+    catalogue: SimCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The custom-fields answer is written when it arrives, not after the last release: that
+    write would otherwise wait after the last answer too. It is asked once, stored once."""
+    user = catalogue.user("fields", items=40)
+    assert any(item.get("notes") for item in user.items)  # the items use custom fields
+    path = tmp_path / "c.duckdb"
+    detailed_then: list[int] = []
+    real = toolkit.history.store_fields
+
+    def spy(client: DiscogsClient, db: Database, *args: Any) -> None:
+        detailed_then.append(
+            db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL")
+        )
+        real(client, db, *args)
+
+    monkeypatch.setattr(toolkit.pull, "store_fields", spy)
+    with simulator(catalogue, latency=0.05) as server, client_for(server, tmp_path / "h") as client:
+        report = pull("fields", path, client, concurrency=2, batch_size=5)
+        assert server.stats().by_kind.get("fields", 0) == 1
+    distinct = len({item["id"] for item in user.items})
+    assert report.releases_fetched == distinct
+    assert len(detailed_then) == 1 and detailed_then[0] < distinct
+    with Database.connect(path, read_only=True) as db:
+        names = {name for (name,) in db.fetchall("SELECT name FROM collection_fields")}
+    assert names == {"Media Condition", "Sleeve Condition", "Notes"}
+
+
+def test_a_pull_restores_the_callers_duckdb_threads(
+    catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
+) -> None:
+    """The pull writes on one DuckDB thread (small transactions), then puts the caller's back."""
+    catalogue.user("threads", items=30)
+    seen: list[int] = []
+    with Database.connect(tmp_path / "c.duckdb") as db:
+        db.execute("SET threads = 2")
+        real = db.execute
+
+        def spy(query: Any, params: Any = ()) -> None:
+            if isinstance(query, str) and query.startswith("DELETE FROM tracks"):
+                seen.append(int(db.scalar("SELECT current_setting('threads')")))
+            real(query, params)
+
+        db.execute = spy  # type: ignore[method-assign]
+        with client_for(sim, tmp_path / "http.sqlite") as client:
+            pull("threads", db, client)
+        assert seen and set(seen) == {1}
+        assert db.scalar("SELECT current_setting('threads')") == 2
 
 
 def test_rated_items_are_fetched_first(

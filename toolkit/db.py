@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from toolkit.indexes import IndexSuggestion
 
-__all__ = ["Buildable", "Database", "Engine", "SqlLike", "engine_for"]
+__all__ = ["SCAN", "Buildable", "Database", "Engine", "SqlLike", "engine_for"]
 
 Engine = Literal["duckdb", "sqlite"]
 
@@ -39,6 +39,17 @@ _SQLITE_SUFFIXES = frozenset({".sqlite", ".sqlite3", ".db"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQL_PREVIEW = 160
 _TX_STATEMENT = re.compile(r"\s*(?:BEGIN|COMMIT|ROLLBACK|END|ABORT)\b", re.IGNORECASE)
+#: The table name under which :meth:`Database.execute_with` statements read their data.
+SCAN = "_tk_scan"
+
+
+def _scan(conn: Any, sql: str, _tk_scan: Any) -> Any:
+    """Execute ``sql`` on a DuckDB connection, whose replacement scan finds ``_tk_scan`` here.
+
+    DuckDB looks a table name it does not know up among the locals of the calling frame: this
+    one, whose only table-like local is the argument named :data:`SCAN`.
+    """
+    return conn.execute(sql)
 
 
 class Buildable(Protocol):
@@ -558,6 +569,28 @@ class Database:
                 yield from self._duckdb_temp(name, data)
             else:
                 yield from self._sqlite_temp(name, data)
+
+    def execute_with(self, sql: str, data: pa.Table | Mapping[str, Sequence[Any]]) -> None:
+        """Run one statement in which the table :data:`SCAN` reads ``data``.
+
+        On DuckDB an Arrow ``data`` is read by a replacement scan (DuckDB finds the Python
+        variable named in the SQL): half the cost of registering and unregistering it (0.6
+        against 1.2 ms a statement), which adds up in the pull's sixteen-statement writes. A
+        connection with ``python_enable_replacements`` off, and sqlite, get :meth:`temp_table`.
+        """
+        if self.engine == "duckdb" and not isinstance(data, Mapping):
+            with self._lock:
+                self._check_usable()
+                try:
+                    _scan(self._conn, sql, data)
+                    return
+                except duckdb.CatalogException as exc:
+                    if SCAN not in str(exc):  # another missing table: the caller's mistake
+                        raise self._error(exc, sql) from exc
+                except _ENGINE_ERRORS as exc:
+                    raise self._error(exc, sql) from exc
+        with self.temp_table(SCAN, data):
+            self.execute(sql)
 
     def _duckdb_temp(
         self, name: str, data: pa.Table | pd.DataFrame | Mapping[str, Sequence[Any]]

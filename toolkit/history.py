@@ -54,6 +54,7 @@ __all__ = [
     "market_targets",
     "pull_extras",
     "record_pull",
+    "store_fields",
     "unnamed_fields",
 ]
 
@@ -421,6 +422,7 @@ def pull_extras(
     from_catalogue: Callable[[Sequence[int]], set[int]] | None = None,
     api_details: bool = True,
     replace_catalogue: bool = False,
+    out: ExtrasReport | None = None,
 ) -> ExtrasReport:
     """Fetch and store what ``extras`` asks for, after the collection itself was pulled.
 
@@ -433,19 +435,13 @@ def pull_extras(
     ``from_catalogue`` copies wanted releases' details from the attached catalogue and returns the
     ids it held (the pull's ``--details-from``); ``api_details=False`` asks the API for none;
     ``replace_catalogue`` asks it again for wanted releases whose details came from a catalogue.
+    ``out``: a report :func:`store_fields` already filled (the pull stores the fields answer
+    as soon as it arrives); its fields are not asked again.
     """
-    out = ExtrasReport()
-    if extras.fields and (fields_answer is not None or unnamed_fields(db, username)):
-        try:
-            if fields_answer is not None:
-                body = fields_answer.result()
-            else:
-                body = client.get_collection_fields(username)
-            out.fields = sync_fields(db, username, body.get("fields") or [])
-        except (DiscogsError, CollectionDataError) as exc:
-            if isinstance(exc, DatabaseError) and not isinstance(exc, CollectionDataError):
-                raise
-            out.notices.append(f"custom fields not updated: {_describe(exc)}")
+    if out is None:
+        out = ExtrasReport()
+        if extras.fields and (fields_answer is not None or unnamed_fields(db, username)):
+            store_fields(client, db, username, out, fields_answer)
     if extras.value:
         _pull_value(client, db, username, pull_id, out)
     if extras.wants:
@@ -456,6 +452,29 @@ def pull_extras(
     if extras.market:
         _pull_market(client, db, username, extras, out, workers)
     return out
+
+
+def store_fields(
+    client: DiscogsClient,
+    db: Database,
+    username: str,
+    out: ExtrasReport,
+    fields_answer: Future[dict[str, Any]] | None = None,
+) -> None:
+    """Store the custom field names: ``fields_answer`` when the pull asked already, else ask.
+
+    A refused or malformed answer becomes a notice in ``out``; a database error propagates.
+    """
+    try:
+        if fields_answer is not None:
+            body = fields_answer.result()
+        else:
+            body = client.get_collection_fields(username)
+        out.fields = sync_fields(db, username, body.get("fields") or [])
+    except (DiscogsError, CollectionDataError) as exc:
+        if isinstance(exc, DatabaseError) and not isinstance(exc, CollectionDataError):
+            raise
+        out.notices.append(f"custom fields not updated: {_describe(exc)}")
 
 
 def unnamed_fields(db: Database, username: str) -> bool:

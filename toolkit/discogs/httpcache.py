@@ -116,7 +116,10 @@ class HTTPCacheStore:
         try:
             backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
             # One connection of our own for reads: a SELECT of the stored record (see read()).
-            self._reader = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+            # The file requests-cache opened: it adds ".sqlite" to a path without a suffix.
+            actual = Path(getattr(backend.responses, "db_path", path))
+            self._path = actual
+            self._reader = sqlite3.connect(str(actual), timeout=30.0, check_same_thread=False)
             salt = _cache_salt(self._reader)
         except (sqlite3.Error, OSError) as exc:
             if backend is not None:
