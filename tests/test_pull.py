@@ -248,6 +248,13 @@ def test_a_pull_restores_the_callers_duckdb_threads(
             pull("threads", db, client)
         assert seen and set(seen) == {1}
         assert db.scalar("SELECT current_setting('threads')") == 2
+    # A connection whose configuration is locked keeps its threads and still pulls.
+    with Database.connect(tmp_path / "locked.duckdb") as db:
+        db.execute("SET threads = 2")
+        db.execute("SET lock_configuration = true")
+        with client_for(sim, tmp_path / "http2.sqlite") as client:
+            report = pull("threads", db, client)
+        assert report.complete and db.scalar("SELECT current_setting('threads')") == 2
 
 
 def test_rated_items_are_fetched_first(

@@ -813,19 +813,20 @@ def _one_thread(db: Database) -> Iterator[None]:
     A pull writes small transactions (a page, a batch of releases), which a second thread only
     slows down: the last write of a 100-release pull took 34 ms on two threads, 29 on one.
     """
-    if db.engine != "duckdb":
-        yield
-        return
-    threads = int(db.scalar("SELECT current_setting('threads')"))
-    if threads == 1:
-        yield
-        return
-    db.execute("SET threads = 1")
+    threads = 1
+    if db.engine == "duckdb":
+        try:
+            threads = int(db.scalar("SELECT current_setting('threads')"))
+            if threads != 1:
+                db.execute("SET threads = 1")
+        except DatabaseError:  # e.g. lock_configuration: the pull runs with the caller's setting
+            threads = 1
     try:
         yield
     finally:
-        with suppress(DatabaseError):  # a closed or failed connection: nothing to restore
-            db.execute(f"SET threads = {threads}")
+        if threads != 1:
+            with suppress(DatabaseError):  # a closed or failed connection: nothing to restore
+                db.execute(f"SET threads = {threads}")
 
 
 def pull_collection(
