@@ -203,6 +203,11 @@ def test_wanted_releases_come_the_way_the_collections_do(
         assert asked == wanted and set(sources.values()) == {"api"}
     else:  # every wanted release is in the dump (only some owned ones are newer than it)
         assert asked == set() and sources == dict.fromkeys(wanted, "catalogue")
+    # The report counts them the way they came (the table `pull` prints shows both).
+    expected = (len(wanted), 0) if details_from == "api" else (0, len(wanted))
+    assert (report.want_releases_fetched, report.want_releases_from_catalogue) == expected
+    shown = dict(line.split(None, 1) for line in report.as_table().splitlines())
+    assert shown["want_releases_from_catalogue"] == str(expected[1])
 
 
 def test_api_replaces_the_catalogue_rows_of_wanted_releases_too(

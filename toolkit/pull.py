@@ -158,8 +158,11 @@ class PullReport:
     #: The ``pulls`` row of this pull and the items it found added (history, toolkit.history).
     pull_id: int | None = None
     items_added: int = 0
-    #: What ``--wants`` and ``--market`` did: wants stored, marketplace requests sent.
+    #: What ``--wants`` and ``--market`` did: wants stored, details of releases only wanted
+    #: fetched from the API and copied from the local catalogue, marketplace requests sent.
     wants: int | None = None
+    want_releases_fetched: int = 0
+    want_releases_from_catalogue: int = 0
     market_requests: int = 0
     #: One-line messages about the extras (e.g. that the value needs the owner's token).
     notices: tuple[str, ...] = ()
@@ -1188,6 +1191,8 @@ def _pull(
         pull_id=record.pull_id,
         items_added=record.added,
         wants=done.wants,
+        want_releases_fetched=done.want_releases_fetched,
+        want_releases_from_catalogue=done.want_releases_from_catalogue,
         market_requests=done.market_requests,
         notices=tuple(done.notices),
         timeline=timeline,
