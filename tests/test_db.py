@@ -272,20 +272,26 @@ def test_temp_table_makes_a_frame_queryable(db: Database, data: object) -> None:
 def test_execute_with_reads_the_data_as_the_scan_table(db: Database, replacements: bool) -> None:
     """One statement reads an Arrow table as ``SCAN``: by replacement scan on DuckDB, registered
     when the connection has replacement scans off, and as a temp table on sqlite."""
-    if db.engine == "duckdb" and not replacements:
-        db.execute("SET python_enable_replacements = false")
     db.execute("CREATE TABLE picked (id INTEGER, name VARCHAR)")
+    if db.engine == "duckdb" and not replacements:
+        db.execute_with(f"SELECT * FROM {SCAN}", pa.table({"id": [1]}))  # the setting read: on
+        db.execute("SET python_enable_replacements = false")  # ... and read again after this
     data = pa.table({"id": pa.array([1, 3], pa.int64())})
-    db.execute_with(
-        f"INSERT INTO picked SELECT u.id, u.name FROM users u JOIN {SCAN} s ON s.id = u.id", data
-    )
-    assert db.fetchall("SELECT id, name FROM picked ORDER BY id") == [(1, "ann"), (3, "cy")]
+    with db.transaction():  # as the loader uses it: no failed attempt may abort the transaction
+        db.execute_with(
+            f"INSERT INTO picked SELECT u.id, u.name FROM users u JOIN {SCAN} s ON s.id = u.id",
+            data,
+        )
+        db.execute("INSERT INTO picked VALUES (9, 'zed')")
+    assert db.fetchall("SELECT id, name FROM picked ORDER BY id") == [
+        (1, "ann"), (3, "cy"), (9, "zed"),
+    ]  # fmt: skip
     with pytest.raises(QueryError):  # only the statement sees it
         db.fetchall(f"SELECT * FROM {SCAN}")
 
 
 def test_execute_with_names_another_missing_table(db: Database) -> None:
-    with pytest.raises(QueryError, match="no_such_table"):
+    with pytest.raises(QueryError, match="no_such_table"), db.transaction():
         db.execute_with(
             f"SELECT * FROM {SCAN} JOIN no_such_table USING (id)",
             pa.table({"id": pa.array([1], pa.int64())}),

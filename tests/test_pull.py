@@ -30,7 +30,7 @@ from toolkit.db import Database
 from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan, RequestRecord
-from toolkit.errors import DatabaseError, DatabaseLockedError
+from toolkit.errors import DatabaseError, DatabaseLockedError, DiscogsNotFoundError
 from toolkit.pull import (
     PullReport,
     load_saved_pull,
@@ -228,6 +228,28 @@ def test_fields_are_stored_while_the_details_travel(
     assert names == {"Media Condition", "Sleeve Condition", "Notes"}
 
 
+def test_a_failing_job_beside_the_details_does_not_cut_them_short(
+    catalogue: SimCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error storing the fields answer mid-details is raised once every release is written."""
+    user = catalogue.user("besides", items=40)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("fields store broke")
+
+    monkeypatch.setattr(toolkit.pull, "store_fields", broken)
+    path = tmp_path / "c.duckdb"
+    with (
+        simulator(catalogue, latency=0.05) as server,
+        client_for(server, tmp_path / "h") as client,
+        pytest.raises(RuntimeError, match="fields store broke"),
+    ):
+        pull("besides", path, client, concurrency=2, batch_size=5)
+    with Database.connect(path, read_only=True) as db:
+        detailed = db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL")
+    assert detailed == len({item["id"] for item in user.items})
+
+
 def test_a_pull_restores_the_callers_duckdb_threads(
     catalogue: SimCatalogue, sim: DiscogsSimulator, tmp_path: Path
 ) -> None:
@@ -247,6 +269,12 @@ def test_a_pull_restores_the_callers_duckdb_threads(
         with client_for(sim, tmp_path / "http.sqlite") as client:
             pull("threads", db, client)
         assert seen and set(seen) == {1}
+        assert db.scalar("SELECT current_setting('threads')") == 2
+        with (  # a pull that fails
+            client_for(sim, tmp_path / "http3.sqlite") as client,
+            pytest.raises(DiscogsNotFoundError),
+        ):
+            pull("nobody-at-all", db, client)
         assert db.scalar("SELECT current_setting('threads')") == 2
     # A connection whose configuration is locked keeps its threads and still pulls.
     with Database.connect(tmp_path / "locked.duckdb") as db:

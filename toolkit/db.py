@@ -196,6 +196,8 @@ class Database:
         self.path: Path | None = path
         self._lock = threading.RLock()
         self._depth = 0
+        #: DuckDB's python_enable_replacements as last read (None: ask), for execute_with.
+        self._replacements: bool | None = None
         self._rollback_only = False
         self._rollback_reason = ""
         self._closed = False
@@ -359,6 +361,8 @@ class Database:
         self._check_usable()
         if isinstance(params, Mapping):
             raise QueryError("params must be a sequence matching the '?' placeholders")
+        if "eplacements" in sql:  # python_enable_replacements may change: execute_with asks again
+            self._replacements = None
         try:
             return self._conn.execute(sql, list(params)) if params else self._conn.execute(sql)
         except _ENGINE_ERRORS as exc:
@@ -574,19 +578,24 @@ class Database:
         """Run one statement in which the table :data:`SCAN` reads ``data``.
 
         On DuckDB an Arrow ``data`` is read by a replacement scan (DuckDB finds the Python
-        variable named in the SQL): half the cost of registering and unregistering it (0.6
-        against 1.2 ms a statement), which adds up in the pull's sixteen-statement writes. A
-        connection with ``python_enable_replacements`` off, and sqlite, get :meth:`temp_table`.
+        variable named in the SQL): about half the cost of registering and unregistering it,
+        which adds up in the pull's sixteen-statement writes. A connection with
+        ``python_enable_replacements`` off, and sqlite, get :meth:`temp_table`. The setting is
+        read first (once, and again after a statement that names it), not tried: inside a
+        transaction a failed statement would abort it.
         """
         if self.engine == "duckdb" and not isinstance(data, Mapping):
             with self._lock:
                 self._check_usable()
                 try:
-                    _scan(self._conn, sql, data)
-                    return
-                except duckdb.CatalogException as exc:
-                    if SCAN not in str(exc):  # another missing table: the caller's mistake
-                        raise self._error(exc, sql) from exc
+                    if self._replacements is None:
+                        [(setting,)] = self._conn.execute(
+                            "SELECT current_setting('python_enable_replacements')"
+                        ).fetchall()
+                        self._replacements = setting in (True, "true")
+                    if self._replacements:
+                        _scan(self._conn, sql, data)
+                        return
                 except _ENGINE_ERRORS as exc:
                     raise self._error(exc, sql) from exc
         with self.temp_table(SCAN, data):

@@ -602,8 +602,10 @@ class _Details:
         self.priority: Mapping[int, int] = {}
         self.fed = self.settled = 0
         self.last_round_written = False
-        #: Work that waits for a future (see :meth:`beside`), run on the pull's thread.
+        #: Work that waits for a future (see :meth:`beside`), run on the pull's thread, and the
+        #: first error one raised (it does not cut the details short).
         self.beside_jobs: list[tuple[Future[Any], Callable[[], None]]] = []
+        self.beside_error: Exception | None = None
         self.skipped = self.fetched = self.failed = self.permanent = 0
 
     def start(self, priority: Mapping[int, int]) -> None:
@@ -656,7 +658,10 @@ class _Details:
                 ready = [job for job in self.beside_jobs if job[0].done()]
                 self.beside_jobs = [job for job in self.beside_jobs if not job[0].done()]
             for _, job in ready:
-                job()
+                try:
+                    job()
+                except Exception as exc:  # raised once the details are written (see collect)
+                    self.beside_error = self.beside_error or exc
             return
         with self.lock:
             future = self.outstanding.pop(rid, None)
@@ -664,6 +669,8 @@ class _Details:
             self.pending.append((rid, future))
 
     def _due(self) -> bool:
+        if not self.pending:  # woken for a job beside the details: nothing to write
+            return False
         to_come = len(self.wanted) - self.settled - len(self.pending)
         if to_come == 0 or len(self.pending) >= self.batch_size:
             return True
@@ -686,6 +693,8 @@ class _Details:
                 self._write_pending()
                 bar.update(done)
                 self._feed()
+        if self.beside_error is not None:
+            raise self.beside_error
 
     def salvage(self) -> None:
         """After an interruption: write every answer that has arrived, collected or not."""
@@ -815,6 +824,8 @@ def _one_thread(db: Database) -> Iterator[None]:
 
     A pull writes small transactions (a page, a batch of releases), which a second thread only
     slows down: the last write of a 100-release pull took 34 ms on two threads, 29 on one.
+    DuckDB's setting belongs to the database, so other connections to it share the one thread
+    meanwhile, and of two pulls into one database at once the later one restores one thread.
     """
     threads = 1
     if db.engine == "duckdb":

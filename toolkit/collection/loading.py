@@ -103,8 +103,9 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-#: Tables with a primary key are upserted on it (the declared ``Table.key``); the rest are
-#: plain inserts (their rows were deleted per release first).
+#: Tables with a primary key are upserted on it (the declared ``Table.key``), except the
+#: releases of a batch of detailed releases, deleted and inserted; the rest are plain inserts
+#: (their rows were deleted per release first).
 _KEYS: dict[str, str] = {table.name: table.key for table in SCHEMA if table.key is not None}
 #: Extra conditions on an upsert. Never let basic_information (fetched_at NULL) replace a
 #: detailed release.

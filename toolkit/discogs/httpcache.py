@@ -126,7 +126,7 @@ class HTTPCacheStore:
                 backend.close()  # type: ignore[no-untyped-call]
             self._close_reader()
             raise HTTPCacheError(
-                f"the HTTP cache file {path} is not readable ({exc}); {_CLEAR_HINT}"
+                f"the HTTP cache file {self._path or path} is not readable ({exc}); {_CLEAR_HINT}"
             ) from None
         storage = backend.responses
         serializer = getattr(storage, "serializer", None)
