@@ -274,8 +274,9 @@ def test_execute_with_reads_the_data_as_the_scan_table(db: Database, replacement
     when the connection has replacement scans off, and as a temp table on sqlite."""
     db.execute("CREATE TABLE picked (id INTEGER, name VARCHAR)")
     if db.engine == "duckdb" and not replacements:
-        db.execute_with(f"SELECT * FROM {SCAN}", pa.table({"id": [1]}))  # the setting read: on
-        db.execute("SET python_enable_replacements = false")  # ... and read again after this
+        with db.transaction():  # the setting read in a transaction: on
+            db.execute_with(f"SELECT * FROM {SCAN}", pa.table({"id": [1]}))
+        db.execute("SET python_enable_replacements = false")  # read again by the next transaction
     data = pa.table({"id": pa.array([1, 3], pa.int64())})
     with db.transaction():  # as the loader uses it: no failed attempt may abort the transaction
         db.execute_with(

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import toolkit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,3 +80,23 @@ def test_every_package_the_code_imports_is_declared() -> None:
         if not {_name(d) for d in distributions.get(module, [])} & declared
     }
     assert missing == {}
+
+
+def test_lazy_package_exports_resolve_to_their_modules() -> None:
+    """Every name of ``toolkit.catalogue`` and ``toolkit.discogs`` is in ``__all__``, ``dir`` and
+    reachable, the lazy ones from the submodule their table names (a typo fails here)."""
+    import importlib
+
+    for package in ("toolkit.catalogue", "toolkit.discogs"):
+        module = importlib.import_module(package)
+        homes: dict[str, str] = vars(module)["_HOME"]
+        assert set(homes) <= set(module.__all__), package
+        assert set(module.__all__) <= set(dir(module)), package
+        for name in module.__all__:
+            assert getattr(module, name) is not None, (package, name)
+        for name, home in homes.items():
+            assert getattr(module, name) is getattr(
+                importlib.import_module(f"{package}.{home}"), name
+            )
+        with pytest.raises(AttributeError, match=f"{package}.*no_such_name"):
+            module.no_such_name  # noqa: B018

@@ -196,7 +196,8 @@ class Database:
         self.path: Path | None = path
         self._lock = threading.RLock()
         self._depth = 0
-        #: DuckDB's python_enable_replacements as last read (None: ask), for execute_with.
+        #: DuckDB's python_enable_replacements as read in the open transaction (None: not yet),
+        #: for execute_with: read once per transaction, not once per statement.
         self._replacements: bool | None = None
         self._rollback_only = False
         self._rollback_reason = ""
@@ -361,8 +362,6 @@ class Database:
         self._check_usable()
         if isinstance(params, Mapping):
             raise QueryError("params must be a sequence matching the '?' placeholders")
-        if "eplacements" in sql:  # python_enable_replacements may change: execute_with asks again
-            self._replacements = None
         try:
             return self._conn.execute(sql, list(params)) if params else self._conn.execute(sql)
         except _ENGINE_ERRORS as exc:
@@ -513,6 +512,7 @@ class Database:
         with self._lock:
             outer = self._depth == 0
             if outer:
+                self._replacements = None  # the setting may have changed between transactions
                 try:
                     self._tx(self._begin_sql)
                 except BaseException:
@@ -581,19 +581,22 @@ class Database:
         variable named in the SQL): about half the cost of registering and unregistering it,
         which adds up in the pull's sixteen-statement writes. A connection with
         ``python_enable_replacements`` off, and sqlite, get :meth:`temp_table`. The setting is
-        read first (once, and again after a statement that names it), not tried: inside a
-        transaction a failed statement would abort it.
+        read first (once per transaction), not tried: inside a transaction a failed statement
+        would abort it.
         """
         if self.engine == "duckdb" and not isinstance(data, Mapping):
             with self._lock:
                 self._check_usable()
                 try:
-                    if self._replacements is None:
+                    replacements = self._replacements
+                    if replacements is None:
                         [(setting,)] = self._conn.execute(
                             "SELECT current_setting('python_enable_replacements')"
                         ).fetchall()
-                        self._replacements = setting in (True, "true")
-                    if self._replacements:
+                        replacements = setting in (True, "true")
+                        if self._depth:  # kept for the rest of this transaction only
+                            self._replacements = replacements
+                    if replacements:
                         _scan(self._conn, sql, data)
                         return
                 except _ENGINE_ERRORS as exc:

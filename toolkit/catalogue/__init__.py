@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from toolkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from toolkit.catalogue.load import (
@@ -42,16 +43,6 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(import_module(f"toolkit.catalogue.{_HOME[name]}"), name)
-    raise AttributeError(f"module 'toolkit.catalogue' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
 __all__ = [
     "CATALOGUE_TABLES",
     "KINDS",
@@ -69,3 +60,5 @@ __all__ = [
     "inspect_dump",
     "load_dumps",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)

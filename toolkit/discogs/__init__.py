@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from toolkit.discogs.client import ClientStats, DiscogsClient, RequestEvent
+from toolkit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from toolkit.discogs.simdata import SimCatalogue, SimUser
@@ -20,16 +20,6 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(import_module(f"toolkit.discogs.{_HOME[name]}"), name)
-    raise AttributeError(f"module 'toolkit.discogs' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
-
 __all__ = [
     "ClientStats",
     "DiscogsClient",
@@ -39,3 +29,5 @@ __all__ = [
     "SimCatalogue",
     "SimUser",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, __all__)
