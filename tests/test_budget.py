@@ -461,3 +461,41 @@ def test_another_program_on_the_address_slows_every_process_down(tmp_path: Path)
             client.close()
             assert isinstance(client.limiter, SharedWindowLimiter)
             client.limiter.storage.close()  # a limiter passed in is the caller's to close
+
+
+# ----------------------------------------------------------------- SQLite lock retries
+
+
+def test_retry_while_locked_waits_out_a_lock_and_nothing_else() -> None:
+    import sqlite3
+
+    from toolkit.sqlitewait import retry_while_locked
+
+    calls: list[int] = []
+
+    def locked_twice() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return "opened"
+
+    assert retry_while_locked(locked_twice, 5.0) == "opened"
+    assert len(calls) == 3
+
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: responses")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_while_locked(broken, 5.0)
+    assert len(calls) == 1  # not a lock: raised at once
+
+    def always_busy() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database is busy")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="busy"):
+        retry_while_locked(always_busy, 0.01)
+    assert len(calls) >= 2  # tried again until the time was up, then raised

@@ -179,21 +179,17 @@ def test_twenty_interactive_calls_during_a_pull_finish_within_30_s_at_60_per_min
 
 
 _WRITER = """
-import sys, requests
+import sys
 from pathlib import Path
-from urllib3 import HTTPResponse
 from toolkit.discogs.httpcache import HTTPCacheStore
+from toolkit.discogs.transport import Answer
 
 path, name = Path(sys.argv[1]), sys.argv[2]
 store = HTTPCacheStore(path)
 for n in range(100):
-    response = requests.Response()
-    response.status_code = 200
-    response._content = b'{"id": %d, "by": "%s"}' % (n, name.encode())
-    response.url = f"http://127.0.0.1/releases/{n}?{name}"
-    response.request = requests.Request("GET", response.url).prepare()
-    response.raw = HTTPResponse(body=b"", status=200, request_url=response.url)
-    store.save(response, f"{name}-{n}", 3600.0)
+    url = f"http://127.0.0.1/releases/{n}?{name}"
+    body = b'{"id": %d, "by": "%s"}' % (n, name.encode())
+    store.save(Answer(url, 200, "OK", {}, body, {}), f"{name}-{n}", 3600.0)
     other = store.read(f"a-{n}")  # read what another process may be writing right now
     assert other is None or other.content.startswith(b'{"id": %d' % n)
 store.close()

@@ -183,6 +183,27 @@ def test_headers_sent_and_token_never_in_url(scripted: ScriptedServer, tmp_path:
     assert anon_headers["User-Agent"].startswith("discogs-toolkit/")
 
 
+def test_redirects_followed_and_the_token_never_leaves_its_host(
+    scripted: ScriptedServer, tmp_path: Path
+) -> None:
+    port = scripted.url.rsplit(":", 1)[1]
+    scripted.script("/releases/1", Reply(301, {}, {"Location": "/releases/2"}))
+    # localhost is another host name than 127.0.0.1 (the same server): requests' rule applies.
+    scripted.script("/releases/2", Reply(302, {}, {"Location": f"http://localhost:{port}/r/3"}))
+    scripted.script("/r/3", Reply(body=rel(1)))
+    scripted.script("/releases/7", Reply(307, {}, {"Location": "/releases/7"}))
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+        assert client.get_release(1) == rel(1)
+        assert [path for path, _ in scripted.log] == ["/releases/1", "/releases/2", "/r/3"]
+        sent = [headers.get("Authorization") for _, headers in scripted.log]
+        assert sent == [f"Discogs token={TOKEN}"] * 2 + [None]
+        assert client.stats().network_requests == 1  # one request, however many hops
+        with pytest.raises(DiscogsError, match="failed: _TooManyRedirects") as loop:
+            client.get_release(7)
+        assert "\n" not in str(loop.value) and TOKEN not in str(loop.value)
+        assert scripted.hits("/releases/7") == 11  # the request and ten redirects, never retried
+
+
 def test_memory_and_http_cache_layers(scripted: ScriptedServer, tmp_path: Path) -> None:
     scripted.script("/releases/5", Reply(body={"id": 5, "title": "Five"}))
     cache = tmp_path / "c.sqlite"

@@ -915,3 +915,27 @@ def test_insert_rows_with_no_rows_is_a_no_op(db: Database) -> None:
         insert_rows(db, table, [])
         insert_rows(db, table, ())
     assert all(not rows for rows in snapshot(db).values())
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite"])
+def test_id_conditions_select_exactly_the_ids_at_every_size(engine: str, tmp_path: Path) -> None:
+    from toolkit.collection.loading import _ids_in
+
+    suffix = ".duckdb" if engine == "duckdb" else ".sqlite"
+    with Database.connect(tmp_path / f"ids{suffix}") as db:
+        db.execute("CREATE TABLE t (release_id BIGINT)")
+        db.execute("INSERT INTO t SELECT * FROM (VALUES (1), (2), (3)) v(x)" if engine == "duckdb"
+                   else "INSERT INTO t VALUES (1), (2), (3)")  # fmt: skip
+        for start in range(4, 700, 7):
+            db.execute(f"INSERT INTO t VALUES ({start}), ({start + 3})")
+        stored = {row[0] for row in db.fetchall("SELECT release_id FROM t")}
+        # Every form: the split OR of short lists, one list, the id table beyond 500.
+        for size in (0, 1, 4, 5, 9, 10, 48, 49, 120, 501, 650):
+            wanted = list(range(1, size + 1))
+            with _ids_in(db, wanted) as among:
+                got = {row[0] for row in db.fetchall(f"SELECT release_id FROM t WHERE {among}")}
+                gone = {
+                    row[0] for row in db.fetchall(f"SELECT release_id FROM t WHERE NOT ({among})")
+                }
+            assert got == stored & set(wanted), size
+            assert gone == (stored - set(wanted) if wanted else set()), size  # IN (NULL)

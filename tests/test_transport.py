@@ -1,7 +1,8 @@
-"""The HTTP session under the client: environment settings read once per host, a pool per thread.
+"""The connections under the client: a route per host read from the environment once, pooled.
 
-``_Session`` caches requests' ``merge_environment_settings`` per (scheme, host); these tests pin
-what that may and may not change, on the real requests code and the simulator on 127.0.0.1.
+``_Routes`` sets each (scheme, host) up through requests' ``HTTPAdapter`` (proxies, ``no_proxy``
+and the CA bundle from the environment) at the host's first request; these tests pin what that
+may and may not change, on the real requests/urllib3 code and the simulator on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
+import urllib3
 
 from toolkit.config import Settings
 from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator
-from toolkit.discogs.transport import _Session
+from toolkit.discogs.transport import _Routes
+from toolkit.errors import DiscogsError, DiscogsUnavailableError
 from toolkit.ratelimit import SlidingWindowLimiter
 from toolkit.testing import WAIT
 
-#: Every variable requests consults in ``merge_environment_settings`` (urllib reads both cases).
+#: Every variable requests consults for a route (urllib reads both cases).
 ENVIRONMENT = (
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
@@ -46,19 +47,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def merged(session: requests.Session, url: str, **given: Any) -> dict[str, Any]:
-    """What requests merges for ``url``, called the way ``Session.request`` calls it."""
-    return dict(
-        session.merge_environment_settings(
-            url,
-            given.get("proxies") or {},
-            given.get("stream"),
-            given.get("verify"),
-            given.get("cert"),
-        )
-    )
-
-
 @pytest.fixture(scope="module")
 def catalogue() -> SimCatalogue:
     return SimCatalogue(releases=200, seed=5)
@@ -70,87 +58,90 @@ def sim(catalogue: SimCatalogue) -> Iterator[DiscogsSimulator]:
         yield server
 
 
+def _bundle(path: Path) -> str:
+    path.write_text("")  # requests checks that a CA bundle exists, not (yet) what it holds
+    return str(path)
+
+
 def test_the_environment_is_read_once_per_host(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    first, second = str(tmp_path / "first.pem"), str(tmp_path / "second.pem")
+    first, second = _bundle(tmp_path / "first.pem"), _bundle(tmp_path / "second.pem")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", first)
     monkeypatch.setenv("https_proxy", "http://proxy-one.test:3128")
-    session = _Session()
-    settings = merged(session, f"{API}/releases/1")
-    assert settings["verify"] == first
-    assert settings["proxies"]["https"] == "http://proxy-one.test:3128"
-    assert settings["stream"] is False and settings["cert"] is None
+    routes = _Routes()  # setting a route up opens no connection: nothing here is contacted
+    route = routes.route(f"{API}/releases/1")
+    assert isinstance(route.pool, urllib3.HTTPSConnectionPool)
+    assert route.pool.host == "api.discogs.test" and route.pool.ca_certs == first
+    assert route.pool.proxy is not None and route.pool.proxy.host == "proxy-one.test"
+    assert not route.absolute  # https through a proxy is tunnelled: the request line is a path
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", second)
     monkeypatch.setenv("https_proxy", "http://proxy-two.test:3128")
     # The same host (another path, a query) keeps what it read first ...
-    again = merged(session, f"{API}/users/x/collection?page=2")
-    assert again == settings
+    assert routes.route(f"{API}/users/x/collection?page=2") is route
     # ... while another host, or the same host on another scheme, reads the environment now.
-    other = merged(session, f"{OTHER}/image.jpg")
-    assert other["verify"] == second
-    assert other["proxies"]["https"] == "http://proxy-two.test:3128"
-    plain = merged(session, "http://api.discogs.test/releases/1")
-    assert plain["verify"] == second and "https" in plain["proxies"]
-    # A plain requests.Session reads it on every call: the difference the cache makes.
-    assert merged(requests.Session(), f"{API}/releases/1")["verify"] == second
+    other = routes.route(f"{OTHER}/image.jpg")
+    assert isinstance(other.pool, urllib3.HTTPSConnectionPool)
+    assert other.pool.ca_certs == second
+    assert other.pool.proxy is not None and other.pool.proxy.host == "proxy-two.test"
+    plain = routes.route("http://api.discogs.test/releases/1")
+    assert plain.pool.proxy is None and not plain.absolute  # https_proxy is for https only
+    monkeypatch.setenv("http_proxy", "http://proxy-three.test:3128")
+    proxied = routes.route("http://img.discogs.test/releases/1")
+    assert proxied.absolute  # plain HTTP through a proxy: the whole URL in the request line
+    assert proxied.pool.host == "proxy-three.test"
+    routes.close()
 
 
-def test_per_request_arguments_bypass_the_cache_and_are_honoured(
+def test_a_missing_ca_bundle_is_one_error_and_not_retried(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bundle = str(tmp_path / "env.pem")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
-    monkeypatch.setenv("https_proxy", "http://proxy-env.test:3128")
-    session = _Session()
-    cached = merged(session, f"{API}/releases/1")
-    assert cached["verify"] == bundle
-
-    explicit = str(tmp_path / "explicit.pem")
-    assert merged(session, f"{API}/releases/1", verify=explicit)["verify"] == explicit
-    assert merged(session, f"{API}/releases/1", verify=False)["verify"] is False
-    assert merged(session, f"{API}/releases/1", stream=True)["stream"] is True
-    assert merged(session, f"{API}/releases/1", cert="client.pem")["cert"] == "client.pem"
-    proxied = merged(session, f"{API}/releases/1", proxies={"https": "http://mine.test:8080"})
-    assert proxied["proxies"]["https"] == "http://mine.test:8080"
-    # Per-request arguments read the environment as it is now (requests' own behaviour) ...
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "later.pem"))
-    assert merged(session, f"{API}/releases/1", stream=True)["verify"] == str(
-        tmp_path / "later.pem"
-    )
-    # ... and leave the cached answer for the host as it was.
-    assert merged(session, f"{API}/releases/1") == cached
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    sleeps: list[float] = []
+    with DiscogsClient(
+        "tok-test",
+        base_url=API,
+        cache_path=":memory:",
+        settings=Settings(data_dir=tmp_path),
+        limiter=SlidingWindowLimiter(1000, 60.0),
+        sleep=sleeps.append,
+    ) as client:
+        with pytest.raises(DiscogsError, match="CA certificate bundle") as info:
+            client.get_release(1)
+        assert client.stats().network_requests == 1 and client.stats().retries == 0
+    assert "\n" not in str(info.value) and "tok-test" not in str(info.value)
+    assert sleeps == []
 
 
-def test_the_returned_settings_are_copies(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("https_proxy", "http://proxy-one.test:3128")
-    session = _Session()
-    settings = merged(session, f"{API}/releases/1")
-    expected = {**settings, "proxies": dict(settings["proxies"])}
-    settings["proxies"]["https"] = "http://mutated.test:1"
-    settings["proxies"]["ftp"] = "http://added.test:1"
-    settings["verify"] = False
-    assert merged(session, f"{API}/releases/1") == expected
-
-
-def test_environment_read_once_end_to_end_and_explicit_proxies_honoured(
-    monkeypatch: pytest.MonkeyPatch, sim: DiscogsSimulator, catalogue: SimCatalogue
+def test_environment_read_once_end_to_end_and_no_proxy_honoured(
+    monkeypatch: pytest.MonkeyPatch, sim: DiscogsSimulator, catalogue: SimCatalogue, tmp_path: Path
 ) -> None:
     rid = catalogue.release_ids()[0]
-    url = f"{sim.url}/releases/{rid}"
-    headers = {"User-Agent": "toolkit-tests"}
-    with _Session() as session:
-        assert session.get(url, headers=headers, timeout=WAIT).json()["id"] == rid
-        # A proxy that is not there, set after the first request: the host's settings are kept.
+
+    def client() -> DiscogsClient:
+        return DiscogsClient(
+            "tok-test",
+            base_url=sim.url,
+            cache_path=":memory:",
+            settings=Settings(data_dir=tmp_path),
+            limiter=SlidingWindowLimiter(1000, 60.0),
+            max_retries=0,
+        )
+
+    with client() as first:
+        assert first.get_release(rid)["id"] == rid
+        # A proxy that is not there, set after the first request: the host's route is kept.
         monkeypatch.setenv("http_proxy", DEAD_PROXY)
-        assert session.get(url, headers=headers, timeout=WAIT).json()["id"] == rid
-        # An explicit proxy is not the cached answer: the request goes (and fails) through it.
-        with pytest.raises(requests.exceptions.ProxyError):
-            session.get(url, headers=headers, timeout=WAIT, proxies={"http": DEAD_PROXY})
-    with requests.Session() as plain, pytest.raises(requests.exceptions.ProxyError):
-        plain.get(url, headers=headers, timeout=WAIT)  # requests alone reads it per request
-    assert sim.stats().requests == 2
+        assert first.get_release(rid, refresh=True)["id"] == rid
+    # A new client reads the environment: its request goes (and fails) through that proxy ...
+    with client() as second, pytest.raises(DiscogsUnavailableError, match="could not be reached"):
+        second.get_release(rid)
+    # ... unless no_proxy names the host.
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with client() as third:
+        assert third.get_release(rid)["id"] == rid
+    assert sim.stats().requests == 3
 
 
 def test_sixteen_threads_share_at_most_sixteen_connections(

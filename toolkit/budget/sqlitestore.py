@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import sqlite3
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 from toolkit.budget.window import WindowState
 from toolkit.errors import BudgetError
+from toolkit.sqlitewait import retry_while_locked
 
 __all__ = ["BUDGET_FILE", "SQLiteWindowStorage"]
 
@@ -210,33 +210,9 @@ class SQLiteWindowStorage:
 
 def _begin(con: sqlite3.Connection) -> None:
     """``BEGIN IMMEDIATE``, retried every 0.1-0.5 ms while another process holds the lock."""
-    deadline = time.monotonic() + _BUSY_MS / 1000
-    while True:
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or (
-                time.monotonic() > deadline
-            ):
-                raise
-            time.sleep(random.uniform(0.0001, 0.0005))
+    retry_while_locked(lambda: con.execute("BEGIN IMMEDIATE"), _BUSY_MS / 1000)
 
 
 def _retry(action: Callable[[], object]) -> None:
-    """Run ``action``, again while the file is locked (for at most the busy timeout).
-
-    Switching to WAL needs the file to itself for an instant; several processes starting together
-    may find it taken even with a busy timeout.
-    """
-    deadline = time.monotonic() + _BUSY_MS / 1000
-    while True:
-        try:
-            action()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.0001, 0.0005))
+    """Run ``action``, again while the file is locked (for at most the busy timeout)."""
+    retry_while_locked(action, _BUSY_MS / 1000)

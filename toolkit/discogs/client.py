@@ -568,7 +568,7 @@ class DiscogsClient:
             )
             self._counters.add("cache_hits")
             return self._parse(stale, url, cache_key)
-        self._cache.save(answer.response, cache_key, self._ttl_for(path))
+        self._cache.save(answer.answer, cache_key, self._ttl_for(path))
         return answer.data
 
     def _parse(self, content: bytes, url: str, cache_key: str) -> Any:

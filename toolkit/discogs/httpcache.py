@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import requests
+from requests.structures import CaseInsensitiveDict
 from requests_cache.backends.base import BaseCache
 from requests_cache.backends.redis import RedisCache
 from requests_cache.backends.sqlite import SQLiteCache, SQLiteDict
+from requests_cache.cache_keys import redact_response
+from requests_cache.models.request import CachedRequest
+from requests_cache.models.response import CachedResponse
 from requests_cache.serializers import CattrStage
 
+from toolkit.discogs.transport import Answer
 from toolkit.errors import DatabaseError, HTTPCacheError
+from toolkit.sqlitewait import retry_while_locked
 
 __all__ = [
     "REDIS_NAMESPACE",
@@ -38,6 +43,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _CLEAR_HINT = "delete it or run `discogs-toolkit cache clear`"
+#: Seconds to keep trying to open a cache file other processes are opening too (its busy timeout).
+_OPEN_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class HTTPCacheStore:
         self._path = None if redis_url else path
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
+        self._save_lock = threading.Lock()
         # Byte stages of the serializer, bytes -> stored record; None: always use requests-cache.
         self._record_loads: list[Callable[[Any], Any]] | None = None
         self._table = "responses"
@@ -112,19 +120,9 @@ class HTTPCacheStore:
                 f"the HTTP cache directory {path.parent} cannot be created "
                 f"({exc.strerror or exc}); set TOOLKIT_DATA_DIR to a writable directory"
             ) from None
-        backend: SQLiteCache | None = None
         try:
-            backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
-            # One connection of our own for reads: a SELECT of the stored record (see read()).
-            # The file requests-cache opened: it adds ".sqlite" to a path without a suffix.
-            actual = Path(getattr(backend.responses, "db_path", path))
-            self._path = actual
-            self._reader = sqlite3.connect(str(actual), timeout=30.0, check_same_thread=False)
-            salt = _cache_salt(self._reader)
+            backend, salt = retry_while_locked(lambda: self._open_sqlite(path), _OPEN_WAIT)
         except (sqlite3.Error, OSError) as exc:
-            if backend is not None:
-                backend.close()  # type: ignore[no-untyped-call]
-            self._close_reader()
             raise HTTPCacheError(
                 f"the HTTP cache file {self._path or path} is not readable ({exc}); {_CLEAR_HINT}"
             ) from None
@@ -136,6 +134,24 @@ class HTTPCacheStore:
             self._record_loads = [stage.loads for stage in reversed(stages[1:])]
             self._table = storage.table_name
         return backend, salt
+
+    def _open_sqlite(self, path: Path) -> tuple[SQLiteCache, bytes]:
+        """One attempt at opening the file: requests-cache's backend, our reader and the salt
+        (everything opened is closed again when a step fails)."""
+        backend: SQLiteCache | None = None
+        try:
+            backend = SQLiteCache(str(path), wal=True, busy_timeout=30_000)
+            # One connection of our own for reads: a SELECT of the stored record (see read()).
+            # The file requests-cache opened: it adds ".sqlite" to a path without a suffix.
+            actual = Path(getattr(backend.responses, "db_path", path))
+            self._path = actual
+            self._reader = sqlite3.connect(str(actual), timeout=30.0, check_same_thread=False)
+            return backend, _cache_salt(self._reader)
+        except BaseException:
+            if backend is not None:
+                backend.close()  # type: ignore[no-untyped-call]
+            self._close_reader()
+            raise
 
     @property
     def path(self) -> Path | None:
@@ -189,13 +205,36 @@ class HTTPCacheStore:
             return None
         return CachedBody(response.content, bool(response.is_expired))
 
-    def save(self, response: requests.Response, key: str, ttl: float) -> None:
-        """Store a 200 answer for ``ttl`` seconds (Authorization redacted); failures only logged."""
-        expires = datetime.now(UTC) + timedelta(seconds=ttl)
-        try:
-            self._backend.save_response(response, key, expires)
-        except (sqlite3.Error, redis.RedisError) as exc:
-            _log.warning("could not store %s in the HTTP cache: %s", response.url, exc)
+    def save(self, answer: Answer, key: str, ttl: float) -> None:
+        """Store a 200 answer for ``ttl`` seconds; failures only logged.
+
+        The record is requests-cache's own (a ``CachedResponse`` through its serializer and
+        ``Authorization`` redaction), built from the answer as received: the transport sends on
+        urllib3 directly, so there is no requests ``Response`` to copy it from.
+        """
+        # One save at a time, from building the record to its commit. Ten workers whose answers
+        # arrive together would otherwise interleave their saves under the GIL (and requests-cache
+        # serialises the SQLite part anyway), so every one of them finished late; one after
+        # another, the first is on its way again after one save (row 10).
+        with self._save_lock:
+            expires = datetime.now(UTC) + timedelta(seconds=ttl)
+            request = CachedRequest(
+                method="GET", url=answer.url, headers=CaseInsensitiveDict(answer.request_headers)
+            )
+            cached = CachedResponse(
+                url=answer.url,
+                status_code=answer.status,
+                reason=answer.reason or "",
+                headers=CaseInsensitiveDict(answer.headers),
+                request=request,
+                expires=expires,
+            )
+            cached._content = answer.content
+            cached = redact_response(cached, self._backend._settings.ignored_parameters)
+            try:
+                self._backend.responses[key] = cached
+            except (sqlite3.Error, redis.RedisError) as exc:
+                _log.warning("could not store %s in the HTTP cache: %s", answer.url, exc)
 
     def delete(self, key: str) -> None:
         """Remove an entry (an answer that must be asked for again); failures only logged."""
