@@ -24,6 +24,7 @@ import pytest
 import toolkit.history
 import toolkit.pull
 from toolkit.collection import TABLES, CollectionDataError, create_schema, load_collection
+from toolkit.collection.schema import CHILD_TABLES
 from toolkit.concurrency import ConcurrencyManager, Task, TaskResult
 from toolkit.config import ENV_FILE_VARIABLE, Settings
 from toolkit.db import Database
@@ -1317,3 +1318,96 @@ def test_a_malformed_item_costs_only_itself_in_a_group_write(
     [line] = writer.malformed
     assert line.startswith("page 2 items[7].rating ")
     assert f"instance {bad['instance_id']}" in line and "'--5'" in line
+
+
+# ------------------------------------------------------------------ the last round, deleted ahead
+
+
+def _spy_ahead(monkeypatch: pytest.MonkeyPatch, hold: int) -> dict[str, list[Any]]:
+    """Record the pull's delete-ahead transactions (opened: their ids; written: their batches),
+    and keep the answer for release ``hold`` back until one is open, so it is in that round."""
+    seen: dict[str, list[Any]] = {"deleted": [], "written": []}
+    opened = threading.Event()
+    writer = toolkit.pull._Writer
+    delete_ahead, write_ahead = writer.delete_ahead, writer.write_ahead
+    get_release = DiscogsClient.get_release
+
+    def deleting(self: Any, ids: Any) -> Any:
+        seen["deleted"].append(sorted(ids))
+        stack = delete_ahead(self, ids)
+        opened.set()
+        return stack
+
+    def writing(self: Any, batch: Any) -> None:
+        seen["written"].append(sorted(rid for rid, _ in batch))
+        write_ahead(self, batch)
+
+    def held(self: DiscogsClient, release_id: int, **kwargs: Any) -> Any:
+        if release_id == hold:
+            assert opened.wait(WAIT), "no delete-ahead transaction was opened"
+        return get_release(self, release_id, **kwargs)
+
+    monkeypatch.setattr(writer, "delete_ahead", deleting)
+    monkeypatch.setattr(writer, "write_ahead", writing)
+    monkeypatch.setattr(DiscogsClient, "get_release", held)
+    return seen
+
+
+def _asked_last(items: list[dict[str, Any]]) -> int:
+    """The release a pull asks for last: best rated first, then by id."""
+    return int(max(items, key=lambda item: (-toolkit.pull._rating(item), item["id"]))["id"])
+
+
+def test_the_last_round_is_deleted_ahead_and_lands_like_any_other(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    catalogue = SimCatalogue(releases=1500, seed=11)
+    user = catalogue.user("ahead", items=25)
+    last = _asked_last(user.items)
+    seen = _spy_ahead(monkeypatch, hold=last)
+    with (
+        simulator(catalogue, latency=0.01) as server,
+        client_for(server, tmp_path / "a.sqlite") as client,
+    ):
+        report = pull("ahead", tmp_path / "ten.duckdb", client, concurrency=10)
+    # The answers still to come once all are on their way were deleted ahead, then written in
+    # that transaction in one go.
+    assert len(seen["deleted"]) == 1 and last in seen["deleted"][0]
+    assert seen["written"] == seen["deleted"]
+    assert report.failures == 0 and report.releases_fetched == 25
+    monkeypatch.undo()
+    with simulator(catalogue) as server, client_for(server, tmp_path / "b.sqlite") as client:
+        pull("ahead", tmp_path / "one.duckdb", client, concurrency=1)
+    assert snapshot(tmp_path / "ten.duckdb") == snapshot(tmp_path / "one.duckdb")
+
+
+@pytest.mark.parametrize("fault", ["missing", "unloadable"])
+def test_a_failed_answer_in_the_last_round_puts_the_deleted_rows_back(
+    fault: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    catalogue = SimCatalogue(releases=1500, seed=12)
+    user = catalogue.user("ahead", items=11)
+    bad = _asked_last(user.items)
+    if fault == "missing":
+        catalogue.delete_release(bad)
+    else:  # passes the client's checks, not the loader's
+        catalogue.override_release(bad, {"id": bad, "title": "y", "artists": ["y"]})
+    with (
+        simulator(catalogue, latency=0.01) as server,
+        client_for(server, tmp_path / "a.sqlite") as client,
+    ):
+        listed = pull("ahead", tmp_path / "listed.duckdb", client, details=False)
+        seen = _spy_ahead(monkeypatch, hold=bad)
+        report = pull("ahead", tmp_path / "c.duckdb", client, concurrency=10)
+    assert listed.releases_fetched == 0
+    assert bad in seen["deleted"][0]  # deleted ahead (its answer written there and rolled back,
+    assert seen["written"] == ([] if fault == "missing" else [[bad]])  # or not at all) ...
+    assert report.failures == 1 and report.releases_fetched == 10
+    listing, pulled = snapshot(tmp_path / "listed.duckdb"), snapshot(tmp_path / "c.duckdb")
+    for table in (*CHILD_TABLES, "releases"):  # ... and back: as the listing wrote them
+        mine = [row for row in listing[table] if row[0] == bad]
+        assert mine or table == "tracks", table
+        assert [row for row in pulled[table] if row[0] == bad] == mine, table
+    with Database.connect(tmp_path / "c.duckdb", read_only=True) as db:
+        assert db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL") == 10
+        assert db.fetchall("SELECT release_id FROM pull_failures") == [(bad,)]

@@ -17,9 +17,9 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from toolkit.collection import (
     check_schema,
     clear_failures,
     create_schema,
+    delete_release_rows,
     failure_ids,
     known_release_ids,
     load_collection,
@@ -345,6 +346,15 @@ def _arrow_released() -> Iterator[None]:
 MAX_QUEUED_PAGES = 10
 
 
+class _Abandoned(Exception):
+    """Thrown into a held-open transaction to roll it back (see :func:`_abandon`)."""
+
+
+def _abandon(stack: ExitStack) -> None:
+    """Roll back the transaction ``stack`` holds open (what it deleted is back)."""
+    stack.__exit__(_Abandoned, _Abandoned(), None)
+
+
 class _Writer:
     """Serialises the pull's writes: one transaction per call, never interleaved.
 
@@ -481,12 +491,41 @@ class _Writer:
                     written += 1
             return written, bad
 
-    def _write_releases(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    def _write_releases(
+        self, batch: Sequence[tuple[int, Mapping[str, Any]]], deleted: Collection[int] = ()
+    ) -> None:
         with self.db.transaction():
             load_collection(
-                self.db, [], [body for _, body in batch], fetched_at=_now(), username=self.username
+                self.db,
+                [],
+                [body for _, body in batch],
+                fetched_at=_now(),
+                username=self.username,
+                deleted=deleted,
             )
             clear_failures(self.db, [rid for rid, _ in batch if rid in self.failed_before])
+
+    def delete_ahead(self, release_ids: Sequence[int]) -> ExitStack:
+        """Open a transaction and delete these releases' rows in it, for :meth:`write_ahead`.
+
+        The caller ends it: ``close()`` commits, :func:`_abandon` rolls it back (the deleted rows
+        are back). Until then the database is this thread's.
+        """
+        self.check()
+        stack = ExitStack()
+        stack.enter_context(self.db.transaction())
+        try:
+            delete_release_rows(self.db, release_ids)
+        except BaseException:
+            _abandon(stack)
+            raise
+        return stack
+
+    def write_ahead(self, batch: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Write the answers of releases :meth:`delete_ahead` deleted, into its transaction; all
+        or nothing (a malformed body raises CollectionDataError: roll back, write them as usual)."""
+        with self.lock, _arrow_released():
+            self._write_releases(batch, deleted={rid for rid, _ in batch})
 
     def failure(self, release_id: int, error: str, permanent: bool) -> None:
         with self.lock:
@@ -601,7 +640,9 @@ class _Details:
         self.wanted: list[int] = []
         self.priority: Mapping[int, int] = {}
         self.fed = self.settled = 0
-        self.last_round_written = False
+        self.last_round_written = self.ahead_tried = False
+        #: The transaction holding the last round's rows deleted (see the class), and their ids.
+        self.ahead: tuple[ExitStack, frozenset[int]] | None = None
         #: Work that waits for a future (see :meth:`beside`), run on the pull's thread, and the
         #: first error one raised (it does not cut the details short).
         self.beside_jobs: list[tuple[Future[Any], Callable[[], None]]] = []
@@ -654,19 +695,24 @@ class _Details:
 
     def _take(self, rid: int) -> None:
         if rid == _BESIDE:
-            with self.lock:
-                ready = [job for job in self.beside_jobs if job[0].done()]
-                self.beside_jobs = [job for job in self.beside_jobs if not job[0].done()]
-            for _, job in ready:
-                try:
-                    job()
-                except Exception as exc:  # raised once the details are written (see collect)
-                    self.beside_error = self.beside_error or exc
+            if self.ahead is None:  # else after it: a rollback would take the job's rows too
+                self._run_beside()
             return
         with self.lock:
             future = self.outstanding.pop(rid, None)
         if future is not None:
             self.pending.append((rid, future))
+
+    def _run_beside(self) -> None:
+        """Run the jobs beside the details whose futures are done."""
+        with self.lock:
+            ready = [job for job in self.beside_jobs if job[0].done()]
+            self.beside_jobs = [job for job in self.beside_jobs if not job[0].done()]
+        for _, job in ready:
+            try:
+                job()
+            except Exception as exc:  # raised once the details are written (see collect)
+                self.beside_error = self.beside_error or exc
 
     def _due(self) -> bool:
         if not self.pending:  # woken for a job beside the details: nothing to write
@@ -681,23 +727,90 @@ class _Details:
 
     def collect(self, bar: Any) -> None:
         """Write every answer (see the class) until all wanted releases are settled."""
-        while self.settled < len(self.wanted):
-            self._take(self.answers.get())
-            while True:
-                try:
-                    self._take(self.answers.get_nowait())
-                except queue.Empty:
-                    break
-            if self._due():
-                done = len(self.pending)
-                self._write_pending()
-                bar.update(done)
-                self._feed()
+        try:
+            while self.settled < len(self.wanted):
+                self._take(self.answers.get())
+                while True:
+                    try:
+                        self._take(self.answers.get_nowait())
+                    except queue.Empty:
+                        break
+                if self._due():
+                    done = len(self.pending)
+                    last_round = self.last_round_written and not self.ahead_tried
+                    self._write_pending()
+                    bar.update(done)
+                    self._feed()
+                    if last_round:
+                        self._delete_ahead()
+                    elif self.ahead is None:
+                        self._run_beside()  # any that waited for the delete-ahead transaction
+        except BaseException:
+            self._abandon_ahead()
+            raise
         if self.beside_error is not None:
             raise self.beside_error
 
+    def _delete_ahead(self) -> None:
+        """Delete the rows of every release still to come (all on their way) now; see the class.
+
+        Only on DuckDB (sqlite would lock out other writers for the round). A job beside the
+        details that becomes ready meanwhile waits until the transaction ends (a rollback would
+        take its rows too).
+        """
+        self.ahead_tried = True
+        if self.writer.db.engine != "duckdb":
+            return
+        with self.lock:
+            coming = list(self.outstanding)
+            ready = self.fed == len(self.wanted)
+        if not ready or not coming or len(coming) != len(self.wanted) - self.settled:
+            return
+        self.ahead = (self.writer.delete_ahead(coming), frozenset(coming))
+
+    def _abandon_ahead(self) -> None:
+        if self.ahead is not None:
+            stack, _ = self.ahead
+            self.ahead = None
+            _abandon(stack)
+
+    def _write_ahead(self) -> bool:
+        """Write ``pending`` into the delete-ahead transaction and commit it; False (rolled back,
+        nothing written) unless every one of its releases answered and loads."""
+        assert self.ahead is not None
+        stack, deleted = self.ahead
+        self.ahead = None
+        bodies: list[tuple[int, Mapping[str, Any]]] = []
+        for rid, future in self.pending:
+            result = future.result()
+            if not result.success or result.result is None:
+                break
+            body = result.result
+            bodies.append((rid, body if body.get("id") == rid else {**body, "id": rid}))
+        fits = len(bodies) == len(self.pending) and {rid for rid, _ in bodies} == deleted
+        if fits:
+            try:
+                self.writer.write_ahead(bodies)
+            except CollectionDataError:
+                fits = False
+            except BaseException:
+                _abandon(stack)
+                raise
+        if not fits:
+            _abandon(stack)
+            return False
+        stack.close()  # COMMIT (a refusal propagates: the pull stops)
+        count = len(self.pending)
+        self.pending = []
+        self.fetched += count
+        with self.lock:
+            self.settled += count
+        self.manager.reset()
+        return True
+
     def salvage(self) -> None:
         """After an interruption: write every answer that has arrived, collected or not."""
+        self._abandon_ahead()
         with self.lock:
             arrived = [rid for rid, f in self.outstanding.items() if f.done() and not f.cancelled()]
         for rid in arrived:
@@ -706,6 +819,8 @@ class _Details:
 
     def _write_pending(self) -> None:
         """Record the failures among ``pending``, then write its bodies in one transaction."""
+        if self.ahead is not None and self._write_ahead():
+            return
         count = len(self.pending)
         bodies: list[tuple[int, Mapping[str, Any]]] = []
         keep: list[tuple[int, Future[TaskResult[Mapping[str, Any]]]]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from toolkit.collection.loading import (
     clear_failures,
+    delete_release_rows,
     failure_ids,
     known_release_ids,
     load_collection,
@@ -35,6 +36,7 @@ __all__ = [
     "check_schema",
     "clear_failures",
     "create_schema",
+    "delete_release_rows",
     "failure_ids",
     "known_release_ids",
     "load_collection",

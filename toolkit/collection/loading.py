@@ -6,7 +6,7 @@ Rows come from :mod:`toolkit.collection.parsing`; tables and keys from :mod:`too
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from toolkit.errors import CollectionDataError, DatabaseError
 
 __all__ = [
     "clear_failures",
+    "delete_release_rows",
     "failure_ids",
     "insert_rows",
     "known_release_ids",
@@ -199,6 +200,7 @@ def load_collection(
     *,
     username: str | None = None,
     fetched_at: datetime | None = None,
+    deleted: Collection[int] = (),
 ) -> dict[str, int]:
     """Write collection items and full releases (Discogs API JSON) in one transaction.
 
@@ -216,6 +218,10 @@ def load_collection(
     2**63 or more) are found before the transaction starts; text that is not valid Unicode
     (a lone surrogate) when it is written, which rolls the transaction back. Blank text and
     None are NULL; integral floats and integer text (``"3"``) are accepted as integers.
+
+    ``deleted``: releases whose rows the caller already deleted in the transaction this call
+    joins (the pull deletes its last round's while their answers travel); their DELETEs are
+    skipped.
     """
     with _gc_paused() if db.engine == "duckdb" else nullcontext():
         stamp = _storage_time(db, fetched_at if fetched_at is not None else datetime.now(UTC))
@@ -279,8 +285,8 @@ def load_collection(
             # DuckDB (the last write of a pull waits on it). Rows from basic_information keep
             # the upsert, whose condition never lets them replace a detailed release.
             whole = bool(replaced) and not parsed_basics
-            if replaced:
-                with _ids_in(db, replaced) as among:
+            if stale := [rid for rid in replaced if rid not in deleted]:
+                with _ids_in(db, stale) as among:
                     for table in (*CHILD_TABLES, "releases") if whole else CHILD_TABLES:
                         db.execute(f"DELETE FROM {table} WHERE {among}")
             for table, table_rows in rows.items():
@@ -290,6 +296,15 @@ def load_collection(
 
 
 # ------------------------------------------------------------------------ pull pipeline helpers
+
+
+def delete_release_rows(db: Database, release_ids: Sequence[int]) -> None:
+    """Delete these releases' rows and their child rows, for a ``load_collection(...,
+    deleted=release_ids)`` later in the same transaction (the pull's last round, deleted while
+    its answers travel so that only the inserts wait for the last answer)."""
+    with db.transaction(), _ids_in(db, release_ids) as among:
+        for table in (*CHILD_TABLES, "releases"):
+            db.execute(f"DELETE FROM {table} WHERE {among}")
 
 
 def known_release_ids(db: Database, fresh_since: datetime | None = None) -> set[int]:
