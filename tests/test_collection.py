@@ -939,3 +939,38 @@ def test_id_conditions_select_exactly_the_ids_at_every_size(engine: str, tmp_pat
                 }
             assert got == stored & set(wanted), size
             assert gone == (stored - set(wanted) if wanted else set()), size  # IN (NULL)
+
+
+def test_a_name_memo_skips_stored_names_and_learns_only_committed_ones(db: Database) -> None:
+    from toolkit.collection import NameMemo
+
+    memo = NameMemo()
+    releases = full_releases()
+    first = load_collection(db, [], releases[:2], fetched_at=FETCHED, names=memo)
+    assert first["artists"] > 0 and first["labels"] > 0
+    memo.commit()
+    # The same names again: none is written.
+    again = load_collection(db, [], releases[:2], fetched_at=FETCHED, names=memo)
+    assert again["artists"] == 0 and again["labels"] == 0
+    memo.commit()
+    # A renamed artist is written (and stored) all the same.
+    renamed = copy.deepcopy(releases[0])
+    artist = renamed["artists"][0]
+    artist["name"] = "Renamed For The Test"
+    assert load_collection(db, [], [renamed], fetched_at=FETCHED, names=memo)["artists"] == 1
+    memo.commit()
+    stored = db.scalar("SELECT name FROM artists WHERE artist_id = ?", [artist["id"]])
+    assert stored == "Renamed For The Test"
+    # Names of a write that rolled back are not learnt: the next write stores them.
+    with pytest.raises(RuntimeError), db.transaction():
+        load_collection(db, [], releases[2:], fetched_at=FETCHED, names=memo)
+        raise RuntimeError("rolled back")
+    memo.discard()
+    assert db.scalar("SELECT count(*) FROM labels WHERE label_id = ?", [
+        releases[3]["labels"][0]["id"]
+    ]) == 0  # fmt: skip
+    later = load_collection(db, [], releases[2:], fetched_at=FETCHED, names=memo)
+    assert later["labels"] > 0
+    assert db.scalar("SELECT count(*) FROM labels WHERE label_id = ?", [
+        releases[3]["labels"][0]["id"]
+    ]) == 1  # fmt: skip

@@ -31,6 +31,7 @@ from toolkit.batch import BatchProcessor
 from toolkit.budget import background, track
 from toolkit.collection import (
     CollectionDataError,
+    NameMemo,
     check_schema,
     clear_failures,
     create_schema,
@@ -378,6 +379,20 @@ class _Writer:
         #: The first write the database refused: every later write raises it again, so no page
         #: worker goes on writing to a database that just failed.
         self.failed: DatabaseError | None = None
+        #: Artist and label names this pull stored: later writes leave them out.
+        self.names = NameMemo()
+
+    @contextmanager
+    def _naming(self) -> Iterator[None]:
+        """Settle :attr:`names` with the write in the block: kept once its transaction committed,
+        dropped when it failed (one joining the delete-ahead transaction settles when that ends)."""
+        try:
+            yield
+        except BaseException:
+            self.names.discard()
+            raise
+        if not self.db.in_transaction:
+            self.names.commit()
 
     def check(self) -> None:
         """Raise the database error an earlier write met, if any."""
@@ -436,9 +451,14 @@ class _Writer:
 
     def _write_pages(self, batch: list[tuple[int, Sequence[Mapping[str, Any]]]]) -> None:
         try:
-            load_collection(
-                self.db, [item for _, items in batch for item in items], [], username=self.username
-            )
+            with self._naming():
+                load_collection(
+                    self.db,
+                    [item for _, items in batch for item in items],
+                    [],
+                    username=self.username,
+                    names=self.names,
+                )
         except CollectionDataError:
             for page, items in batch:
                 self._write_page(page, items)
@@ -494,7 +514,7 @@ class _Writer:
     def _write_releases(
         self, batch: Sequence[tuple[int, Mapping[str, Any]]], deleted: Collection[int] = ()
     ) -> None:
-        with self.db.transaction():
+        with self._naming(), self.db.transaction():
             load_collection(
                 self.db,
                 [],
@@ -502,6 +522,7 @@ class _Writer:
                 fetched_at=_now(),
                 username=self.username,
                 deleted=deleted,
+                names=self.names,
             )
             clear_failures(self.db, [rid for rid, _ in batch if rid in self.failed_before])
 
@@ -537,6 +558,7 @@ class _Writer:
 
         self.check()
         with self.lock, _arrow_released():
+            self.names = NameMemo()  # the dump's names may differ from those stored so far
             copied = copy_from_catalogue(self.db, release_ids, as_of)
             failed = [rid for rid in copied if rid in self.failed_before]
             if failed:
@@ -773,6 +795,7 @@ class _Details:
             stack, _ = self.ahead
             self.ahead = None
             _abandon(stack)
+            self.writer.names.discard()
 
     def _write_ahead(self) -> bool:
         """Write ``pending`` into the delete-ahead transaction and commit it; False (rolled back,
@@ -795,11 +818,18 @@ class _Details:
                 fits = False
             except BaseException:
                 _abandon(stack)
+                self.writer.names.discard()
                 raise
         if not fits:
             _abandon(stack)
+            self.writer.names.discard()
             return False
-        stack.close()  # COMMIT (a refusal propagates: the pull stops)
+        try:
+            stack.close()  # COMMIT (a refusal propagates: the pull stops)
+        except BaseException:
+            self.writer.names.discard()
+            raise
+        self.writer.names.commit()
         count = len(self.pending)
         self.pending = []
         self.fetched += count

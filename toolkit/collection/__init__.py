@@ -4,6 +4,7 @@ the loader with the pull's helpers (:mod:`.loading`)."""
 from __future__ import annotations
 
 from toolkit.collection.loading import (
+    NameMemo,
     clear_failures,
     delete_release_rows,
     failure_ids,
@@ -31,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "CollectionDataError",
+    "NameMemo",
     "SchemaIncompleteError",
     "SchemaRepair",
     "check_schema",
