@@ -32,6 +32,7 @@ from toolkit.discogs.client import DiscogsClient
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan, RequestRecord
 from toolkit.errors import DatabaseError, DatabaseLockedError, DiscogsNotFoundError
+from toolkit.history import Extras
 from toolkit.pull import (
     PullReport,
     load_saved_pull,
@@ -1353,6 +1354,11 @@ def _spy_ahead(monkeypatch: pytest.MonkeyPatch, hold: int) -> dict[str, list[Any
     return seen
 
 
+#: No request after the details (not even the custom fields' names): the pull's record can be
+#: completed in the last write.
+QUIET = Extras(fields=False)
+
+
 def _asked_last(items: list[dict[str, Any]]) -> int:
     """The release a pull asks for last: best rated first, then by id."""
     return int(max(items, key=lambda item: (-toolkit.pull._rating(item), item["id"]))["id"])
@@ -1365,19 +1371,32 @@ def test_the_last_round_is_deleted_ahead_and_lands_like_any_other(
     user = catalogue.user("ahead", items=25)
     last = _asked_last(user.items)
     seen = _spy_ahead(monkeypatch, hold=last)
+    finishing: list[bool] = []
+    finish = toolkit.history.finish_pull
+
+    def finish_pull(db: Database, *args: Any, **kwargs: Any) -> None:
+        finishing.append(db.in_transaction)
+        finish(db, *args, **kwargs)
+
+    monkeypatch.setattr(toolkit.pull, "finish_pull", finish_pull)
     with (
         simulator(catalogue, latency=0.01) as server,
         client_for(server, tmp_path / "a.sqlite") as client,
     ):
-        report = pull("ahead", tmp_path / "ten.duckdb", client, concurrency=10)
+        report = pull("ahead", tmp_path / "ten.duckdb", client, concurrency=10, extras=QUIET)
     # The answers still to come once all are on their way were deleted ahead, then written in
     # that transaction in one go.
     assert len(seen["deleted"]) == 1 and last in seen["deleted"][0]
     assert seen["written"] == seen["deleted"]
     assert report.failures == 0 and report.releases_fetched == 25
+    # The pull's record was completed in that transaction, once (nothing came after the details).
+    assert finishing == [True]
+    with Database.connect(tmp_path / "ten.duckdb", read_only=True) as db:
+        row = db.fetchone("SELECT requests, complete, finished_at IS NOT NULL FROM pulls")
+    assert row == (report.network_requests, True, True)
     monkeypatch.undo()
     with simulator(catalogue) as server, client_for(server, tmp_path / "b.sqlite") as client:
-        pull("ahead", tmp_path / "one.duckdb", client, concurrency=1)
+        pull("ahead", tmp_path / "one.duckdb", client, concurrency=1, extras=QUIET)
     assert snapshot(tmp_path / "ten.duckdb") == snapshot(tmp_path / "one.duckdb")
 
 
