@@ -29,9 +29,10 @@ from toolkit.discogs.client import (
     DiscogsClient,
     RequestEvent,
 )
-from toolkit.discogs.httpcache import clear_http_cache, http_cache_stats
+from toolkit.discogs.httpcache import HTTPCacheStore, clear_http_cache, http_cache_stats
 from toolkit.discogs.simdata import SimCatalogue
 from toolkit.discogs.simulator import DiscogsSimulator, FaultPlan
+from toolkit.discogs.transport import Answer
 from toolkit.errors import (
     DatabaseError,
     DiscogsAuthError,
@@ -967,6 +968,40 @@ def test_fast_cache_reads_agree_with_requests_cache(
             assert (fast.content, fast.expired) == (slow.content, slow.is_expired)
             assert fast.expired is expired
         assert store.read(client._key(f"{scripted.url}/releases/10")) is None
+
+
+def test_fast_cache_writes_agree_with_requests_cache(
+    scripted: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """White-box: saves build requests-cache's record as a dict; it must be the record
+    requests-cache builds itself, and requests-cache must read it back."""
+    for n in (1, 2):
+        scripted.script(f"/releases/{n}", Reply(body=rel(n), headers={"X-Extra": f"x{n}"}))
+    with make_client(scripted.url, tmp_path / "c.sqlite") as client:
+        store = client._cache
+        assert store._fast_save is None  # decided by the first save
+        client.get_release(1)
+        assert store._fast_save is True
+        client.get_release(2)
+        now = datetime.now(UTC)
+        for url in (f"{scripted.url}/releases/2", "http://h.test/x?access_token=secret&b=2&a=1"):
+            answer = Answer(url, 200, "OK", {"B": "2", "a": "1"}, b"{}", {"Authorization": "t"})
+            expires = now + timedelta(seconds=60)
+            fast = store._fast_record(answer, now, expires)
+            assert fast == store._record_of(store._cached(answer, now, expires))
+            assert "secret" not in repr(fast) and fast["request"]["headers"]["Authorization"] != "t"
+        slow = store.backend.get_response(client._key(f"{scripted.url}/releases/2"))
+        assert slow is not None and json.loads(slow.content) == rel(2)
+        assert slow.status_code == 200 and slow.headers["X-Extra"] == "x2"
+        assert slow.request.headers["Authorization"] == "REDACTED" and not slow.is_expired
+    # A record that does not agree on the first save: every save goes the slow way.
+    monkeypatch.setattr(HTTPCacheStore, "_fast_record", lambda *args: {"not": "the record"})
+    with make_client(scripted.url, tmp_path / "d.sqlite") as client:
+        client.get_release(1)
+        assert client._cache._fast_save is False
+        client.get_release(2)
+        cached = client._cache.backend.get_response(client._key(f"{scripted.url}/releases/2"))
+        assert cached is not None and json.loads(cached.content) == rel(2)
 
 
 # --------------------------------------------------------------------------- HTTP cache file upkeep

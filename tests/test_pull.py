@@ -778,8 +778,14 @@ def test_a_file_locked_by_another_process_mid_pull_stops_it(
             holder.communicate("", timeout=30)
     assert len(holders) == 1
     after = snapshot(path)
+    # Nothing stored is lost. Answers that arrived before the holder took the lock may have been
+    # written: their details replace the listing's rows of those releases (and their names).
+    replaced = {*CHILD_TABLES, "releases", "artists", "labels"}
     for table, rows in before.items():
-        assert set(rows) <= set(after[table]), table
+        if table in replaced:
+            assert {row[0] for row in rows} <= {row[0] for row in after[table]}, table
+        else:
+            assert set(rows) <= set(after[table]), table
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from requests.structures import CaseInsensitiveDict
 from requests_cache.backends.base import BaseCache
 from requests_cache.backends.redis import RedisCache
 from requests_cache.backends.sqlite import SQLiteCache, SQLiteDict
-from requests_cache.cache_keys import redact_response
+from requests_cache.cache_keys import filter_sort_dict, filter_url, redact_response
 from requests_cache.models.request import CachedRequest
 from requests_cache.models.response import CachedResponse
 from requests_cache.serializers import CattrStage
@@ -102,6 +102,10 @@ class HTTPCacheStore:
         self._save_lock = threading.Lock()
         # Byte stages of the serializer, bytes -> stored record; None: always use requests-cache.
         self._record_loads: list[Callable[[Any], Any]] | None = None
+        self._record_dumps: list[Callable[[Any], Any]] | None = None
+        self._unstructure: Callable[[Any], Any] | None = None
+        #: Whether records are built directly (see save): None until the first save checked it.
+        self._fast_save: bool | None = None
         self._table = "responses"
         self._backend: BaseCache
         if redis_url:
@@ -130,8 +134,11 @@ class HTTPCacheStore:
         serializer = getattr(storage, "serializer", None)
         stages = list(getattr(serializer, "stages", ()))
         if isinstance(storage, SQLiteDict) and stages and isinstance(stages[0], CattrStage):
-            # Every stage but the first (record <-> CachedResponse): bytes -> the stored record.
+            # Every stage but the first (record <-> CachedResponse): bytes -> the stored record,
+            # and back.
             self._record_loads = [stage.loads for stage in reversed(stages[1:])]
+            self._record_dumps = [stage.dumps for stage in stages[1:]]
+            self._unstructure = stages[0].dumps
             self._table = storage.table_name
         return backend, salt
 
@@ -208,33 +215,97 @@ class HTTPCacheStore:
     def save(self, answer: Answer, key: str, ttl: float) -> None:
         """Store a 200 answer for ``ttl`` seconds; failures only logged.
 
-        The record is requests-cache's own (a ``CachedResponse`` through its serializer and
-        ``Authorization`` redaction), built from the answer as received: the transport sends on
-        urllib3 directly, so there is no requests ``Response`` to copy it from.
+        The record is requests-cache's own (a ``CachedResponse`` through its serializer, the
+        ``Authorization`` header redacted), built from the answer as received: the transport
+        sends on urllib3 directly, so there is no requests ``Response`` to copy it from. For the
+        SQLite file the record is written the fast way (see :meth:`_fast_record`) once the first
+        save found it equal to what requests-cache builds.
         """
         # One save at a time, from building the record to its commit. Ten workers whose answers
         # arrive together would otherwise interleave their saves under the GIL (and requests-cache
         # serialises the SQLite part anyway), so every one of them finished late; one after
         # another, the first is on its way again after one save (row 10).
         with self._save_lock:
-            expires = datetime.now(UTC) + timedelta(seconds=ttl)
-            request = CachedRequest(
-                method="GET", url=answer.url, headers=CaseInsensitiveDict(answer.request_headers)
-            )
-            cached = CachedResponse(
-                url=answer.url,
-                status_code=answer.status,
-                reason=answer.reason or "",
-                headers=CaseInsensitiveDict(answer.headers),
-                request=request,
-                expires=expires,
-            )
-            cached._content = answer.content
-            cached = redact_response(cached, self._backend._settings.ignored_parameters)
+            now = datetime.now(UTC)
+            expires = now + timedelta(seconds=ttl)
             try:
-                self._backend.responses[key] = cached
+                if self._record_dumps is not None and self._fast_save is not False:
+                    record = self._fast_record(answer, now, expires)
+                    if self._fast_save is None:  # the first save: the fast way must agree
+                        reference = self._cached(answer, now, expires)
+                        self._fast_save = record == self._record_of(reference)
+                        if not self._fast_save:
+                            _log.debug("HTTP cache records differ from requests-cache's; slow way")
+                            self._backend.responses[key] = reference
+                            return
+                    self._write_record(key, record, round(expires.timestamp()))
+                else:
+                    self._backend.responses[key] = self._cached(answer, now, expires)
             except (sqlite3.Error, redis.RedisError) as exc:
                 _log.warning("could not store %s in the HTTP cache: %s", answer.url, exc)
+
+    def _cached(self, answer: Answer, now: datetime, expires: datetime) -> CachedResponse:
+        """The answer as requests-cache stores it: a redacted ``CachedResponse``."""
+        request = CachedRequest(
+            method="GET", url=answer.url, headers=CaseInsensitiveDict(answer.request_headers)
+        )
+        cached = CachedResponse(
+            url=answer.url,
+            status_code=answer.status,
+            reason=answer.reason or "",
+            headers=CaseInsensitiveDict(answer.headers),
+            request=request,
+            expires=expires,
+            created_at=now,
+        )
+        cached._content = answer.content
+        return redact_response(cached, self._backend._settings.ignored_parameters)
+
+    def _record_of(self, cached: CachedResponse) -> Any:
+        """The record requests-cache's serializer makes of ``cached`` (before its byte stages)."""
+        assert self._unstructure is not None
+        return self._unstructure(cached)
+
+    def _fast_record(self, answer: Answer, now: datetime, expires: datetime) -> dict[str, Any]:
+        """The stored record of the answer, built as a dict directly.
+
+        Building a ``CachedResponse`` and unstructuring it (cookie jars, attrs validators) was
+        two thirds of a save's CPU time, paid one save after another (see :meth:`save`). The
+        record is the mirror of the one :meth:`read` takes apart; the first save checks it
+        against requests-cache's own, and ``tests/test_client.py`` reads it back through
+        requests-cache.
+        """
+        ignored = self._backend._settings.ignored_parameters
+        url = filter_url(answer.url, ignored)
+        return {
+            "_content": answer.content,
+            "created_at": now.isoformat(),
+            "expires": expires.isoformat(),
+            "headers": dict(filter_sort_dict(answer.headers, ignored)),
+            "reason": answer.reason or "",
+            "request": {
+                "headers": dict(filter_sort_dict(answer.request_headers, ignored)),
+                "method": "GET",
+                "url": url,
+            },
+            "status_code": answer.status,
+            "url": url,
+        }
+
+    def _write_record(self, key: str, record: Any, expires_unix: int) -> None:
+        """Serialise ``record`` with the byte stages and write it as requests-cache's SQLite
+        backend writes a response (one ``INSERT OR REPLACE`` in its transaction)."""
+        assert self._record_dumps is not None
+        value = record
+        for dumps in self._record_dumps:
+            value = dumps(value)
+        storage = self._backend.responses
+        assert isinstance(storage, SQLiteDict)
+        with storage.connection(commit=True) as con:
+            con.execute(
+                f"INSERT OR REPLACE INTO {storage.table_name} (key,value,expires) VALUES (?,?,?)",
+                (key, value, expires_unix),
+            )
 
     def delete(self, key: str) -> None:
         """Remove an entry (an answer that must be asked for again); failures only logged."""
