@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 from toolkit.backoff import nested_retry_bound
 from toolkit.concurrency import ConcurrencyManager, Task
@@ -984,12 +985,16 @@ def test_fast_cache_writes_agree_with_requests_cache(
         assert store._fast_save is True
         client.get_release(2)
         now = datetime.now(UTC)
+        twice = urllib3.HTTPHeaderDict({"B": "2", "a": "1"})
+        twice.add("Vary", "Accept")
+        twice.add("Vary", "Authorization")  # one header sent twice: requests joins them
         for url in (f"{scripted.url}/releases/2", "http://h.test/x?access_token=secret&b=2&a=1"):
-            answer = Answer(url, 200, "OK", {"B": "2", "a": "1"}, b"{}", {"Authorization": "t"})
+            answer = Answer(url, 200, "OK", twice, b"{}", {"Authorization": "t"})
             expires = now + timedelta(seconds=60)
             fast = store._fast_record(answer, now, expires)
             assert fast == store._record_of(store._cached(answer, now, expires))
             assert "secret" not in repr(fast) and fast["request"]["headers"]["Authorization"] != "t"
+            assert fast["headers"]["Vary"] == "Accept, Authorization"
         slow = store.backend.get_response(client._key(f"{scripted.url}/releases/2"))
         assert slow is not None and json.loads(slow.content) == rel(2)
         assert slow.status_code == 200 and slow.headers["X-Extra"] == "x2"

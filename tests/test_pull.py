@@ -230,26 +230,33 @@ def test_fields_are_stored_while_the_details_travel(
     assert names == {"Media Condition", "Sleeve Condition", "Notes"}
 
 
+@pytest.mark.parametrize("error", [RuntimeError, DatabaseError])
 def test_a_failing_job_beside_the_details_does_not_cut_them_short(
-    catalogue: SimCatalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    error: type[Exception],
+    catalogue: SimCatalogue,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An error storing the fields answer mid-details is raised once every release is written."""
-    user = catalogue.user("besides", items=40)
+    """An error storing the fields answer mid-details is raised once every release is written,
+    and the pull's record is not completed (not even with the last write)."""
+    user = catalogue.user(f"besides-{error.__name__}", items=40)
 
     def broken(*args: Any) -> None:
-        raise RuntimeError("fields store broke")
+        raise error("fields store broke")
 
     monkeypatch.setattr(toolkit.pull, "store_fields", broken)
     path = tmp_path / "c.duckdb"
     with (
         simulator(catalogue, latency=0.05) as server,
         client_for(server, tmp_path / "h") as client,
-        pytest.raises(RuntimeError, match="fields store broke"),
+        pytest.raises(error, match="fields store broke"),
     ):
-        pull("besides", path, client, concurrency=2, batch_size=5)
+        pull(user.name, path, client, concurrency=2, batch_size=5)
     with Database.connect(path, read_only=True) as db:
         detailed = db.scalar("SELECT count(*) FROM releases WHERE fetched_at IS NOT NULL")
+        completed = db.fetchall("SELECT complete FROM pulls")
     assert detailed == len({item["id"] for item in user.items})
+    assert completed == [(False,)]
 
 
 def test_a_pull_restores_the_callers_duckdb_threads(

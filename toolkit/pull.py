@@ -790,54 +790,56 @@ class _Details:
             ready = self.fed == len(self.wanted)
         if not ready or not coming or len(coming) != len(self.wanted) - self.settled:
             return
-        self.ahead = (self.writer.delete_ahead(coming), frozenset(coming))
+        ids = frozenset(coming)
+        self.ahead = (self.writer.delete_ahead(coming), ids)
 
     def _abandon_ahead(self) -> None:
+        """Roll the delete-ahead transaction back, if one is open (the deleted rows are back)."""
         if self.ahead is not None:
-            stack, _ = self.ahead
-            self.ahead = None
-            _abandon(stack)
-            self.writer.names.discard()
+            try:
+                _abandon(self.ahead[0])
+            finally:
+                self.ahead = None
+                self.writer.names.discard()
 
     def _write_ahead(self) -> bool:
         """Write ``pending`` into the delete-ahead transaction and commit it; False (rolled back,
-        nothing written) unless every one of its releases answered and loads."""
+        nothing written) unless every one of its releases answered and loads.
+
+        The transaction stays in :attr:`ahead` until it is committed or rolled back, so an
+        interruption anywhere here still finds it (see :meth:`_abandon_ahead`).
+        """
         assert self.ahead is not None
         stack, deleted = self.ahead
-        self.ahead = None
-        bodies: list[tuple[int, Mapping[str, Any]]] = []
-        for rid, future in self.pending:
-            result = future.result()
-            if not result.success or result.result is None:
-                break
-            body = result.result
-            bodies.append((rid, body if body.get("id") == rid else {**body, "id": rid}))
-        fits = len(bodies) == len(self.pending) and {rid for rid, _ in bodies} == deleted
-        if fits:
-            try:
-                self.writer.write_ahead(bodies)
-            except CollectionDataError:
-                fits = False
-            except BaseException:
-                _abandon(stack)
-                self.writer.names.discard()
-                raise
-        if not fits:
-            _abandon(stack)
-            self.writer.names.discard()
-            return False
         try:
+            bodies: list[tuple[int, Mapping[str, Any]]] = []
+            for rid, future in self.pending:
+                result = future.result()
+                if not result.success or result.result is None:
+                    break
+                body = result.result
+                bodies.append((rid, body if body.get("id") == rid else {**body, "id": rid}))
+            fits = len(bodies) == len(self.pending) and {rid for rid, _ in bodies} == deleted
+            if fits:
+                try:
+                    self.writer.write_ahead(bodies)
+                except CollectionDataError:
+                    fits = False
+            if not fits:
+                self._abandon_ahead()
+                return False
             if self.closing is not None:
                 self.closing()
         except BaseException:
-            _abandon(stack)
-            self.writer.names.discard()
+            self._abandon_ahead()
             raise
         try:
             stack.close()  # COMMIT (a refusal propagates: the pull stops)
         except BaseException:
             self.writer.names.discard()
             raise
+        finally:
+            self.ahead = None
         self.writer.names.commit()
         count = len(self.pending)
         self.pending = []
@@ -1265,6 +1267,8 @@ def _pull(
             if extras.value or extras.market or extras.wants:
                 return
             if fields_answer is not None and extras_out is None:  # still to be stored
+                return
+            if fetcher.beside_error is not None:  # the pull will raise it: not complete
                 return
             spent = _spent(client, stats_before)
             finished = (

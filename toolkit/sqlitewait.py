@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["is_locked", "retry_while_locked"]
+__all__ = ["retry_while_locked"]
 
 T = TypeVar("T")
 
 
-def is_locked(exc: sqlite3.OperationalError) -> bool:
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite refused because another connection holds the file ("locked", "busy")."""
     text = str(exc)
     return "locked" in text or "busy" in text
@@ -31,6 +31,6 @@ def retry_while_locked(action: Callable[[], T], seconds: float) -> T:
         try:
             return action()
         except sqlite3.OperationalError as exc:
-            if not is_locked(exc) or time.monotonic() > deadline:
+            if not _is_locked(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(random.uniform(0.0001, 0.0005))

@@ -281,7 +281,10 @@ class HTTPCacheStore:
             "_content": answer.content,
             "created_at": now.isoformat(),
             "expires": expires.isoformat(),
-            "headers": dict(filter_sort_dict(answer.headers, ignored)),
+            # A header sent twice is one "a, b" value, as CaseInsensitiveDict(headers) makes it.
+            "headers": dict(
+                filter_sort_dict({k: answer.headers[k] for k in answer.headers}, ignored)
+            ),
             "reason": answer.reason or "",
             "request": {
                 "headers": dict(filter_sort_dict(answer.request_headers, ignored)),

@@ -304,7 +304,6 @@ class Transport:
         self._token = token
         self._limiter = limiter
         self._limit_cap = limit_cap
-        self._timeout = timeout
         self._max_retries = max_retries
         self._max_throttles = 2 * max_retries + 10
         self._backoff = (backoff_base, backoff_cap, backoff_jitter)
