@@ -471,31 +471,30 @@ def test_retry_while_locked_waits_out_a_lock_and_nothing_else() -> None:
 
     from toolkit.sqlitewait import retry_while_locked
 
-    calls: list[int] = []
+    def attempts(*outcomes: str | None) -> tuple[list[int], Callable[[], str]]:
+        """An action meeting ``outcomes`` in turn, the last one for ever (an error message, or
+        None: it returns "opened"), and the list of its calls."""
+        calls: list[int] = []
 
-    def locked_twice() -> str:
-        calls.append(1)
-        if len(calls) <= 2:
-            raise sqlite3.OperationalError("database is locked")
-        return "opened"
+        def action() -> str:
+            calls.append(1)
+            outcome = outcomes[min(len(calls), len(outcomes)) - 1]
+            if outcome is not None:
+                raise sqlite3.OperationalError(outcome)
+            return "opened"
 
+        return calls, action
+
+    calls, locked_twice = attempts("database is locked", "database is locked", None)
     assert retry_while_locked(locked_twice, 5.0) == "opened"
     assert len(calls) == 3
 
-    def broken() -> None:
-        calls.append(1)
-        raise sqlite3.OperationalError("no such table: responses")
-
-    calls.clear()
+    calls, broken = attempts("no such table: responses")
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         retry_while_locked(broken, 5.0)
     assert len(calls) == 1  # not a lock: raised at once
 
-    def always_busy() -> None:
-        calls.append(1)
-        raise sqlite3.OperationalError("database is busy")
-
-    calls.clear()
+    calls, always_busy = attempts("database is busy")
     with pytest.raises(sqlite3.OperationalError, match="busy"):
         retry_while_locked(always_busy, 0.01)
     assert len(calls) >= 2  # tried again until the time was up, then raised

@@ -622,6 +622,11 @@ MAX_UNWRITTEN = 500
 PULL_CLIENT_MEMORY_ENTRIES = 10
 
 
+def _as_asked(release_id: int, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The body under the id asked for (Discogs answers a merged release with the survivor's)."""
+    return body if body.get("id") == release_id else {**body, "id": release_id}
+
+
 #: Put on :attr:`_Details.answers` when a future given to :meth:`_Details.beside` is done.
 _BESIDE = -1
 
@@ -662,7 +667,7 @@ class _Details:
         self.wanted: list[int] = []
         self.priority: Mapping[int, int] = {}
         self.fed = self.settled = 0
-        self.last_round_written = self.ahead_tried = False
+        self.last_round_written = False
         #: The transaction holding the last round's rows deleted (see the class), and their ids.
         self.ahead: tuple[ExitStack, frozenset[int]] | None = None
         #: Run in that transaction just before it commits (the pull's record, when final).
@@ -759,9 +764,10 @@ class _Details:
                         self._take(self.answers.get_nowait())
                     except queue.Empty:
                         break
+                before = self.last_round_written
                 if self._due():
                     done = len(self.pending)
-                    last_round = self.last_round_written and not self.ahead_tried
+                    last_round = self.last_round_written and not before  # _due just said so
                     self._write_pending()
                     bar.update(done)
                     self._feed()
@@ -782,7 +788,6 @@ class _Details:
         details that becomes ready meanwhile waits until the transaction ends (a rollback would
         take its rows too).
         """
-        self.ahead_tried = True
         if self.writer.db.engine != "duckdb":
             return
         with self.lock:
@@ -817,8 +822,7 @@ class _Details:
                 result = future.result()
                 if not result.success or result.result is None:
                     break
-                body = result.result
-                bodies.append((rid, body if body.get("id") == rid else {**body, "id": rid}))
+                bodies.append((rid, _as_asked(rid, result.result)))
             fits = len(bodies) == len(self.pending) and {rid for rid, _ in bodies} == deleted
             if fits:
                 try:
@@ -868,10 +872,7 @@ class _Details:
         for rid, future in self.pending:
             result = future.result()
             if result.success and result.result is not None:
-                body = result.result
-                if body.get("id") != rid:  # merged into another release: keep it under the id asked
-                    body = {**body, "id": rid}
-                bodies.append((rid, body))
+                bodies.append((rid, _as_asked(rid, result.result)))
                 keep.append((rid, future))
             elif not isinstance(result.error, CancelledError):  # dropped by close(), not failed
                 permanent = isinstance(result.error, DiscogsNotFoundError)
@@ -1260,6 +1261,11 @@ def _pull(
 
                 fetcher.beside(fields_future, fields_arrived)
 
+        def figures(spent: Mapping[str, float]) -> tuple[int, int, bool]:
+            """What the pull's record is completed with: requests, 429s, whether it got all."""
+            network, throttled = int(spent.get("network_requests", 0)), spent.get("rate_limited", 0)
+            return network, int(throttled), listing_complete and fetcher.failed == 0
+
         def finish_early() -> None:
             """Complete the pull's record in the last write's transaction (a commit less after
             the last answer) when nothing after the details can send a request or fail."""
@@ -1270,12 +1276,7 @@ def _pull(
                 return
             if fetcher.beside_error is not None:  # the pull will raise it: not complete
                 return
-            spent = _spent(client, stats_before)
-            finished = (
-                int(spent.get("network_requests", 0)),
-                int(spent.get("rate_limited", 0)),
-                listing_complete and fetcher.failed == 0,
-            )
+            finished = figures(_spent(client, stats_before))
             requests, rate_limited, complete = finished
             assert record is not None
             finish_pull(
@@ -1347,8 +1348,8 @@ def _pull(
     )
 
     delta = _spent(client, stats_before)
-    network = int(delta.get("network_requests", 0))
-    final = (network, int(delta.get("rate_limited", 0)), listing_complete and fetcher.failed == 0)
+    final = figures(delta)
+    network = final[0]
     if final != finished:  # not completed with the last write, or the extras changed it
         requests, rate_limited, complete = final
         finish_pull(

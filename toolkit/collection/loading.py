@@ -331,9 +331,7 @@ def load_collection(
             # the upsert, whose condition never lets them replace a detailed release.
             whole = bool(replaced) and not parsed_basics
             if stale := [rid for rid in replaced if rid not in deleted]:
-                with _ids_in(db, stale) as among:
-                    for table in (*CHILD_TABLES, "releases") if whole else CHILD_TABLES:
-                        db.execute(f"DELETE FROM {table} WHERE {among}")
+                _delete_rows(db, stale, (*CHILD_TABLES, "releases") if whole else CHILD_TABLES)
             for table, table_rows in rows.items():
                 if table_rows:
                     _write(db, table, table_rows, upsert=not (whole and table == "releases"))
@@ -347,8 +345,14 @@ def delete_release_rows(db: Database, release_ids: Sequence[int]) -> None:
     """Delete these releases' rows and their child rows, for a ``load_collection(...,
     deleted=release_ids)`` later in the same transaction (the pull's last round, deleted while
     its answers travel so that only the inserts wait for the last answer)."""
-    with db.transaction(), _ids_in(db, release_ids) as among:
-        for table in (*CHILD_TABLES, "releases"):
+    with db.transaction():
+        _delete_rows(db, release_ids, (*CHILD_TABLES, "releases"))
+
+
+def _delete_rows(db: Database, release_ids: Sequence[int], tables: Sequence[str]) -> None:
+    """Delete the rows of these releases from ``tables``."""
+    with _ids_in(db, release_ids) as among:
+        for table in tables:
             db.execute(f"DELETE FROM {table} WHERE {among}")
 
 
